@@ -1,0 +1,200 @@
+"""The ``colorize`` command line: a thin layer over the Python API.
+
+``colorize PHOTO...`` colorizes (the default command, no sub-command name needed); ``train``,
+``eval`` and ``models`` are sub-commands. Heavy imports (torch) happen inside the commands so that
+``colorize --version`` and ``--help`` answer at once.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from typer.core import TyperGroup
+
+from colorize_cli import __version__
+
+DEFAULT_COMMAND = "colorize"
+
+
+class _DefaultCommandGroup(TyperGroup):
+    """Routes ``colorize ARGS`` to the default command unless ARGS starts with a sub-command."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version", "-V"):
+            args = [DEFAULT_COMMAND, *args]
+        return super().parse_args(ctx, args)
+
+    def list_commands(self, ctx):
+        # the default command first, then the rest in definition order
+        return list(self.commands)
+
+
+app = typer.Typer(
+    cls=_DefaultCommandGroup,
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Put plausible colour into black-and-white photos.\n\n"
+    "colorize PHOTO_OR_FOLDER... colorizes with the bundled default model (see 'colorize colorize --help' "
+    "for its options); the sub-commands train, eval and models do the rest.",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"colorize-cli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    pass
+
+
+def _fail(problem: str | BaseException, code: int = 1) -> None:
+    from colorize_cli.batch import error_message
+
+    text = error_message(problem) if isinstance(problem, BaseException) else problem
+    print(f"error: {text}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+@app.command(DEFAULT_COMMAND)
+def colorize_command(
+    inputs: Annotated[list[Path], typer.Argument(help="Photos or folders (walked recursively).",
+                                                 show_default=False)],
+    model: Annotated[str, typer.Option(help="Model name from weights.toml, or a .safetensors path.")] = "default",
+    output: Annotated[Path | None, typer.Option(help="Write outputs under this folder "
+                                                   "(mirroring input folders) instead of beside the inputs.")] = None,
+    size: Annotated[int, typer.Option(help="Working size: the long side, in pixels, at which colour is "
+                                      "predicted (rounded to what the network needs).")] = 0,
+    suffix: Annotated[str, typer.Option(help="Appended to the output file's stem.")] = "_color",
+    overwrite: Annotated[bool, typer.Option(help="Redo outputs that already exist.")] = False,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+    debug: Annotated[bool, typer.Option(help="Show tracebacks of failures.")] = False,
+) -> None:
+    """Colorize photos; writes {stem}_color{ext} beside each input (or under --output)."""
+    from colorize_cli.batch import run_batch
+
+    code = run_batch(inputs, model=model, output=output, size=size or None, suffix=suffix,
+                     overwrite=overwrite, device=device, quiet=quiet, debug=debug)
+    raise typer.Exit(code)
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Option(help="Registered model name (see 'colorize models').")] = "unet-sn",
+    dataset: Annotated[Path, typer.Option(help="Folder of colour photos (recursive).")] = Path("."),
+    output: Annotated[Path, typer.Option(help="Run folder: checkpoint, weights, samples, metrics.")] = Path("runs/train"),
+    steps: Annotated[int, typer.Option(help="Train until this many optimiser steps.")] = 10000,
+    epochs: Annotated[float | None, typer.Option(help="Train for this many passes over the "
+                                                    "dataset instead of --steps.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per step.")] = 32,
+    size: Annotated[int, typer.Option(help="Training crop, in pixels.")] = 64,
+    lr: Annotated[float | None, typer.Option(help="Learning rate (default: the model's recipe).")] = None,
+    val: Annotated[Path | None, typer.Option(help="Held-out photos for sample grids and "
+                                                "validation metrics at each checkpoint.")] = None,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 1000,
+    rebalance: Annotated[float, typer.Option(help="Colour rebalancing strength λ of the L1 term "
+                                             "(Zhang et al. 2016); 0 turns it off.")] = 0.0,
+    seed: Annotated[int, typer.Option()] = 0,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    resume: Annotated[bool, typer.Option(help="Continue from OUTPUT/checkpoint.pt.")] = False,
+) -> None:
+    """Train a model of the zoo on a folder of colour photos."""
+    from colorize_cli.data import find_images
+    from colorize_cli.train import TrainConfig
+    from colorize_cli.train import train as run_training
+
+    if not dataset.is_dir():
+        _fail(f"{dataset}: dataset folder not found", 2)
+    if epochs is not None:
+        steps = max(1, int(epochs * len(find_images(dataset)) / batch_size))
+    config = TrainConfig(model=model, dataset=str(dataset), output=str(output), steps=steps,
+                         batch_size=batch_size, size=size, lr=lr, val=str(val) if val else None,
+                         checkpoint_every=checkpoint_every, rebalance=rebalance, seed=seed, threads=threads)
+    try:
+        run_training(config, resume=resume, device=device)
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        _fail(exc)
+
+
+@app.command("eval")
+def eval_command(
+    model: Annotated[str, typer.Option(help="Model names or weight paths, comma-separated, or 'all' "
+                                       "(every model with weights in weights.toml).")] = "default",
+    data: Annotated[Path, typer.Option(help="Folder of colour photos (ground truth).")] = Path("."),
+    output: Annotated[Path, typer.Option(help="Report folder: report.md, metrics.json, per_image.csv, "
+                                         "sheet.png.")] = Path("eval-report"),
+    limit: Annotated[int | None, typer.Option(help="Use only the first N photos.")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+    json_out: Annotated[bool, typer.Option("--json", help="End stdout with one JSON line of the metrics.")] = False,
+) -> None:
+    """Measure models on held-out photos by ../shared/guide/EVAL.md, beside the gray baseline."""
+    import json
+
+    from colorize_cli.evaluate import run_eval
+    from colorize_cli.weights import DEFAULT_MODEL, read_weights_toml
+
+    if model == "all":
+        names = [n for n, e in read_weights_toml().items() if e.bundled]
+    else:
+        names = [DEFAULT_MODEL if m == "default" else m for m in model.split(",") if m]
+    if not data.is_dir():
+        _fail(f"{data}: data folder not found", 2)
+    try:
+        results = run_eval(names, data, output, limit=limit, device=device)
+    except (FileNotFoundError, KeyError, RuntimeError) as exc:
+        _fail(exc)
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{data} ({results[0].summary['n']} images)")
+    for col in ("model", "PSNR", "ΔE2000", "AuC", "CF", "CF truth", "ΔCF", "grayish", "img/s"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in results:
+        s = r.summary
+        table.add_row(r.name, f"{s['psnr']:.2f}", f"{s['de2000']:.2f}", f"{s['auc']:.2f}", f"{s['cf']:.1f}",
+                      f"{s['cf_gt']:.1f}", f"{s['dcf']:.1f}", f"{s['grayish']:.3f}",
+                      f"{r.images_per_s:.1f}" if r.images_per_s else "–")
+    Console(stderr=json_out).print(table)
+    print(f"report: {output / 'report.md'}", file=sys.stderr)
+    if json_out:
+        keys = ("psnr", "de2000", "auc", "cf", "cf_gt", "dcf", "grayish", "n")
+        print(json.dumps({r.name: {k: r.summary[k] for k in keys} for r in results}))
+
+
+@app.command()
+def models() -> None:
+    """List the models of the zoo: study, parameters, and whether trained weights are installed."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from colorize_cli.models import create_model, get_spec, list_models
+    from colorize_cli.weights import DEFAULT_MODEL, read_weights_toml
+
+    entries = read_weights_toml()
+    table = Table()
+    for col in ("name", "study", "parameters", "weights", "AuC (bsds500/test)"):
+        table.add_column(col)
+    for name in list_models():
+        spec = get_spec(name)
+        params = sum(p.numel() for p in create_model(name).parameters())
+        entry = entries.get(name)
+        where = "bundled" if entry and entry.bundled else "not trained yet"
+        auc = str(entry.info.get("metrics", {}).get("auc", "–")) if entry else "–"
+        label = f"{name} (default)" if name == DEFAULT_MODEL else name
+        table.add_row(label, spec.study, f"{params / 1e6:.2f} M", where, auc)
+    Console().print(table)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,117 @@
+"""sRGB <-> CIELAB (D65) in torch, and the one place where L and ab are normalised.
+
+Every function works on batched tensors shaped ``(N, 3, H, W)`` (or ``(3, H, W)``), on any device,
+and is differentiable. The formulas and constants are those of ``skimage.color`` so that results
+agree with it to 1e-4.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# sRGB (linear) -> XYZ, as in skimage.color.colorconv.xyz_from_rgb
+_XYZ_FROM_RGB = (
+    (0.412453, 0.357580, 0.180423),
+    (0.212671, 0.715160, 0.072169),
+    (0.019334, 0.119193, 0.950227),
+)
+# D65 white point, CIE 1931 2-degree observer (skimage's default illuminant)
+_WHITE_D65 = (0.95047, 1.0, 1.08883)
+
+# Network normalisation: L in [0, 100] -> [-1, 1], ab in about [-110, 110] -> [-1, 1]
+L_CENTER = 50.0
+L_SCALE = 50.0
+AB_SCALE = 110.0
+
+_EPS = 1e-12
+
+
+def _matrix(device: torch.device, dtype: torch.dtype, inverse: bool = False) -> torch.Tensor:
+    m = torch.tensor(_XYZ_FROM_RGB, dtype=torch.float64)
+    if inverse:
+        m = torch.linalg.inv(m)
+    return m.to(device=device, dtype=dtype)
+
+
+def _white(ref: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(_WHITE_D65, device=ref.device, dtype=ref.dtype).view(3, 1, 1)
+
+
+def _apply_matrix(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    # x: (..., 3, H, W); contract the channel axis with the 3x3 matrix
+    return torch.einsum("ij,...jhw->...ihw", m, x)
+
+
+def srgb_to_linear(rgb: torch.Tensor) -> torch.Tensor:
+    """Undo the sRGB transfer curve; ``rgb`` in [0, 1]."""
+    low = rgb / 12.92
+    high = ((rgb.clamp(min=0.04045) + 0.055) / 1.055) ** 2.4
+    return torch.where(rgb > 0.04045, high, low)
+
+
+def linear_to_srgb(lin: torch.Tensor) -> torch.Tensor:
+    """Apply the sRGB transfer curve (no clipping)."""
+    low = lin * 12.92
+    high = 1.055 * lin.clamp(min=0.0031308) ** (1 / 2.4) - 0.055
+    return torch.where(lin > 0.0031308, high, low)
+
+
+def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """sRGB in [0, 1], shape ``(..., 3, H, W)`` -> CIELAB (L in [0, 100], a/b roughly +-110)."""
+    xyz = _apply_matrix(_matrix(rgb.device, rgb.dtype), srgb_to_linear(rgb)) / _white(rgb)
+    f_high = xyz.clamp(min=_EPS) ** (1 / 3)
+    f = torch.where(xyz > 0.008856, f_high, 7.787 * xyz + 16 / 116)
+    fx, fy, fz = f.unbind(-3)
+    lum = 116 * fy - 16
+    a = 500 * (fx - fy)
+    b = 200 * (fy - fz)
+    return torch.stack([lum, a, b], dim=-3)
+
+
+def lab_to_rgb(lab: torch.Tensor, clip: bool = True) -> torch.Tensor:
+    """CIELAB -> sRGB in [0, 1] (clipped unless ``clip=False``), like ``skimage.color.lab2rgb``."""
+    lum, a, b = lab.unbind(-3)
+    fy = (lum + 16) / 116
+    fx = a / 500 + fy
+    fz = (fy - b / 200).clamp(min=0)  # skimage clips negative z the same way
+    f = torch.stack([fx, fy, fz], dim=-3)
+    xyz = torch.where(f > 0.2068966, f**3, (f - 16 / 116) / 7.787) * _white(lab)
+    rgb = linear_to_srgb(_apply_matrix(_matrix(lab.device, lab.dtype, inverse=True), xyz))
+    return rgb.clamp(0, 1) if clip else rgb
+
+
+def gray_to_l(gray: torch.Tensor) -> torch.Tensor:
+    """Gray values in [0, 1] (any shape) -> CIELAB L of the neutral colour with that sRGB value."""
+    y = srgb_to_linear(gray)  # for R=G=B the luminance Y equals the linear value
+    f = torch.where(y > 0.008856, y.clamp(min=_EPS) ** (1 / 3), 7.787 * y + 16 / 116)
+    return 116 * f - 16
+
+
+def normalize_l(lum: torch.Tensor) -> torch.Tensor:
+    """L in [0, 100] -> network input in [-1, 1]."""
+    return lum / L_SCALE - L_CENTER / L_SCALE
+
+
+def denormalize_l(x: torch.Tensor) -> torch.Tensor:
+    return (x + L_CENTER / L_SCALE) * L_SCALE
+
+
+def normalize_ab(ab: torch.Tensor) -> torch.Tensor:
+    """ab in Lab units -> network target in about [-1, 1]."""
+    return ab / AB_SCALE
+
+
+def denormalize_ab(x: torch.Tensor) -> torch.Tensor:
+    return x * AB_SCALE
+
+
+def rgb_to_model_input(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """sRGB batch in [0, 1] -> (normalised L ``(N,1,H,W)``, normalised ab ``(N,2,H,W)``)."""
+    lab = rgb_to_lab(rgb)
+    return normalize_l(lab[..., :1, :, :]), normalize_ab(lab[..., 1:, :, :])
+
+
+def model_output_to_rgb(l_norm: torch.Tensor, ab_norm: torch.Tensor) -> torch.Tensor:
+    """Normalised L and ab -> sRGB in [0, 1]."""
+    lab = torch.cat([denormalize_l(l_norm), denormalize_ab(ab_norm)], dim=-3)
+    return lab_to_rgb(lab)

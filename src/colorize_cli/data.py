@@ -1,0 +1,149 @@
+"""Training data: a folder of colour photos, decoded once into a uint8 cache, served as Lab batches.
+
+Decoding JPEGs and converting to Lab every step costs as much as the network on a small CPU, so
+:func:`load_folder` decodes each photo once, resized so that its short side is ``cache_size`` and
+centre-cropped square, and keeps the lot as one uint8 tensor (also saved to disk, so a resumed or
+repeated run skips the decoding). :class:`BatchSampler` then cuts random crops and flips on tensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from colorize_cli.color import rgb_to_model_input
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+# an RGB image whose channels differ by less than this on average (0-255) is treated as grayscale
+GRAY_TOLERANCE = 2.0
+
+
+def find_images(root: Path) -> list[Path]:
+    """Image files under ``root`` (recursive, by suffix), sorted for reproducibility."""
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def is_grayscale(rgb: np.ndarray) -> bool:
+    """True if an HxWx3 uint8 array carries no colour worth learning from."""
+    x = rgb.astype(np.int16)
+    spread = np.abs(x[..., 0] - x[..., 1]).mean() + np.abs(x[..., 1] - x[..., 2]).mean()
+    return bool(spread < GRAY_TOLERANCE)
+
+
+def _decode(args: tuple[str, int]) -> tuple[str, np.ndarray | None, str]:
+    """Decode one file to a square uint8 array; returns (path, array or None, reason)."""
+    path, size = args
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            if im.mode not in ("RGB", "RGBA", "CMYK", "P", "I;16", "LA", "RGBa"):
+                return path, None, "grayscale"
+            im = ImageOps.fit(im.convert("RGB"), (size, size), Image.Resampling.BICUBIC)
+            arr = np.asarray(im, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+        return path, None, f"unreadable ({exc.__class__.__name__})"
+    if is_grayscale(arr):
+        return path, None, "grayscale"
+    return path, arr, ""
+
+
+@dataclass
+class FolderData:
+    images: torch.Tensor  # (N, S, S, 3) uint8
+    skipped: dict[str, int]  # reason -> count
+    files: int
+
+
+def _cache_file(root: Path, files: list[Path], size: int, cache_dir: Path) -> Path:
+    h = hashlib.sha256(f"{root.resolve()}|{size}|{len(files)}".encode())
+    for f in files:
+        h.update(str(f).encode())
+    return cache_dir / f"{root.name}-{size}px-{h.hexdigest()[:12]}.npz"
+
+
+def load_folder(
+    root: Path, cache_size: int, cache_dir: Path | None = None, workers: int | None = None,
+    progress=None,
+) -> FolderData:
+    """Decode every colour photo under ``root`` into an ``(N, S, S, 3)`` uint8 tensor.
+
+    Grayscale and unreadable files are skipped and counted. With ``cache_dir`` the decoded array
+    is stored there and reused when the same folder and size are asked for again.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: dataset folder not found")
+    files = find_images(root)
+    if not files:
+        raise ValueError(f"{root}: no image files found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    cache = _cache_file(root, files, cache_size, cache_dir) if cache_dir else None
+    if cache is not None and cache.exists():
+        z = np.load(cache)
+        skipped = {k[len("skip_"):]: int(z[k]) for k in z.files if k.startswith("skip_")}
+        return FolderData(torch.from_numpy(z["images"]), skipped, len(files))
+    arrays: list[np.ndarray] = []
+    skipped: dict[str, int] = {}
+    jobs = [(str(f), cache_size) for f in files]
+    workers = workers or min(4, os.cpu_count() or 1)
+    with ProcessPoolExecutor(workers) as pool:
+        for _path, arr, reason in pool.map(_decode, jobs, chunksize=64):
+            if arr is None:
+                key = reason.split(" ")[0]
+                skipped[key] = skipped.get(key, 0) + 1
+            else:
+                arrays.append(arr)
+            if progress is not None:
+                progress()
+    if not arrays:
+        raise ValueError(f"{root}: none of the {len(files)} images is a readable colour photo")
+    images = np.stack(arrays)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp.npz")
+        np.savez(tmp, images=images, **{f"skip_{k}": v for k, v in skipped.items()})
+        tmp.replace(cache)
+    return FolderData(torch.from_numpy(images), skipped, len(files))
+
+
+class BatchSampler:
+    """Random square crops (side 80-100 % of the cached image), resized to ``size``, random flips.
+
+    Yields ``(l_norm, ab_norm)`` float batches. The generator it draws from is part of the
+    trainer's checkpoint, so a resumed run sees the same batches.
+    """
+
+    def __init__(self, images: torch.Tensor, size: int, batch_size: int, generator: torch.Generator,
+                 min_scale: float = 0.8):
+        self.images = images
+        self.size = size
+        self.batch_size = batch_size
+        self.generator = generator
+        self.min_scale = min_scale
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        n, side = self.images.shape[0], self.images.shape[1]
+        g = self.generator
+        idx = torch.randint(0, n, (self.batch_size,), generator=g)
+        lo = max(self.size, int(side * self.min_scale)) if side >= self.size else side
+        crops = []
+        for i in idx.tolist():
+            c = int(torch.randint(lo, side + 1, (1,), generator=g))
+            y = int(torch.randint(0, side - c + 1, (1,), generator=g))
+            x = int(torch.randint(0, side - c + 1, (1,), generator=g))
+            crop = self.images[i, y : y + c, x : x + c].permute(2, 0, 1).float().div_(255)
+            if c != self.size:
+                crop = F.interpolate(crop[None], size=(self.size, self.size), mode="bilinear",
+                                     antialias=True, align_corners=False)[0]
+            if bool(torch.rand((), generator=g) < 0.5):
+                crop = crop.flip(-1)
+            crops.append(crop)
+        rgb = torch.stack(crops).clamp_(0, 1)
+        return rgb_to_model_input(rgb)

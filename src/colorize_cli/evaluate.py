@@ -1,0 +1,158 @@
+"""``colorize eval``: the protocol of EVAL.md, run through the same pipeline users run.
+
+1. Each ground-truth photo: EXIF orientation, RGB, centred square crop, 256x256 bicubic.
+2. The tool's input is that image as 8-bit grayscale (``convert("L")``) written as PNG.
+3. Every model colorizes those files with :func:`colorize_cli.batch.run_batch`; the outputs are
+   read back and scored against the ground truth with :mod:`colorize_cli.metrics`.
+The gray baseline (output = input) is always reported beside the models.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import platform
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from colorize_cli import __version__, metrics
+from colorize_cli.data import find_images
+
+EVAL_SIZE = 256
+GRAY = "gray"
+SHEET_IMAGES = 6
+
+
+@dataclass
+class ModelResult:
+    name: str
+    summary: dict
+    rows: list[dict]
+    images_per_s: float | None = None
+    ms_per_mp: float | None = None
+
+
+def prepare(data: Path, work: Path, limit: int | None = None) -> list[tuple[str, np.ndarray, Path]]:
+    """Ground truths and their gray PNG inputs: ``[(name, truth uint8 256x256x3, gray_png_path)]``."""
+    files = find_images(data)
+    if not files:
+        raise FileNotFoundError(f"{data}: no images to evaluate on")
+    files = files[:limit] if limit else files
+    out = []
+    (work / "input").mkdir(parents=True, exist_ok=True)
+    for f in files:
+        with Image.open(f) as im:
+            im = ImageOps.exif_transpose(im).convert("RGB")
+            side = min(im.size)
+            left, top = (im.width - side) // 2, (im.height - side) // 2
+            im = im.crop((left, top, left + side, top + side)).resize((EVAL_SIZE, EVAL_SIZE), Image.Resampling.BICUBIC)
+        gray_path = work / "input" / f"{f.stem}.png"
+        im.convert("L").save(gray_path)
+        out.append((f.stem, np.asarray(im), gray_path))
+    return out
+
+
+def _score(name: str, outputs: list[np.ndarray], samples: list) -> ModelResult:
+    rows = []
+    for (stem, truth, _), out in zip(samples, outputs):
+        rows.append({"image": stem, **metrics.image_metrics(out, truth)})
+    return ModelResult(name, metrics.summarize(rows), rows)
+
+
+def evaluate_model(model: str, samples: list, work: Path, device: str = "cpu") -> ModelResult:
+    """Colorize the gray inputs with ``model`` from files, read the outputs back, score them."""
+    from colorize_cli.batch import run_batch
+
+    out_dir = work / "outputs" / Path(model).stem
+    t0 = time.perf_counter()
+    code = run_batch([s[2] for s in samples], model=model, output=out_dir, overwrite=True, device=device,
+                     quiet=True)
+    seconds = time.perf_counter() - t0
+    if code != 0:
+        raise RuntimeError(f"model {model}: colorizing the eval images failed (exit {code})")
+    outputs = [np.asarray(Image.open(out_dir / f"{s[2].stem}_color.png").convert("RGB")) for s in samples]
+    result = _score(model, outputs, samples)
+    result.images_per_s = len(samples) / seconds
+    result.ms_per_mp = 1000 * seconds / (len(samples) * EVAL_SIZE * EVAL_SIZE / 1e6)
+    return result
+
+
+def gray_baseline(samples: list) -> ModelResult:
+    outputs = [np.asarray(Image.open(s[2]).convert("RGB")) for s in samples]
+    return _score(GRAY, outputs, samples)
+
+
+def write_report(results: list[ModelResult], samples: list, work: Path, output: Path, command: str) -> None:
+    """report.md, metrics.json, per_image.csv and sheet.png into ``output``."""
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "metrics.json").write_text(json.dumps(
+        {r.name: {**r.summary, "images_per_s": r.images_per_s, "ms_per_mp": r.ms_per_mp} for r in results},
+        indent=2) + "\n")
+    with open(output / "per_image.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["model", "image", "psnr", "de2000", "auc", "cf", "cf_gt"])
+        for r in results:
+            for row in r.rows:
+                w.writerow([r.name, row["image"], *(f"{row[k]:.4f}" for k in ("psnr", "de2000", "auc", "cf", "cf_gt"))])
+    lines = [
+        "# Evaluation report", "",
+        f"Command: `{command}`", "",
+        (f"Date: {dt.date.today().isoformat()}; colorize-cli {__version__}; Python {platform.python_version()}; "
+        f"torch {_torch_version()}; {len(samples)} images; protocol: ../shared/guide/EVAL.md "
+        f"({EVAL_SIZE}x{EVAL_SIZE} centre crops, gray PNG inputs)."), "",
+        markdown_table(results), "",
+        "Speed: whole pipeline from files (read, colorize, write), on the eval images, this machine.", "",
+        "![contact sheet: gray input, ground truth, each model](sheet.png)", "",
+    ]
+    (output / "report.md").write_text("\n".join(lines))
+    contact_sheet(results, samples, work, output / "sheet.png")
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__
+
+
+def markdown_table(results: list[ModelResult]) -> str:
+    head = "| model | PSNR (dB) ↑ | ΔE2000 ↓ | AuC (%) ↑ | CF | CF truth | ΔCF ↓ | grayish ↓ | images/s | ms/MP |"
+    rows = [head, "|" + "---|" * 10]
+    for r in results:
+        s = r.summary
+        speed = (f"{r.images_per_s:.1f} | {r.ms_per_mp:.0f}" if r.images_per_s else "– | –")
+        rows.append(f"| {r.name} | {s['psnr']:.2f} | {s['de2000']:.2f} | {s['auc']:.2f} | {s['cf']:.1f} | "
+                    f"{s['cf_gt']:.1f} | {s['dcf']:.1f} | {s['grayish']:.3f} | {speed} |")
+    return "\n".join(rows)
+
+
+def contact_sheet(results: list[ModelResult], samples: list, work: Path, path: Path, count: int = SHEET_IMAGES) -> None:
+    """Rows: a fixed sample of images (evenly spaced); columns: gray input, truth, each model."""
+    picks = np.linspace(0, len(samples) - 1, min(count, len(samples))).round().astype(int)
+    thumb = 160
+    models = [r for r in results if r.name != GRAY]
+    cols = 2 + len(models)
+    sheet = Image.new("RGB", (cols * thumb, len(picks) * thumb), "white")
+    for row, i in enumerate(picks):
+        stem, truth, gray_path = samples[i]
+        tiles = [Image.open(gray_path).convert("RGB"), Image.fromarray(truth)]
+        tiles += [Image.open(work / "outputs" / Path(r.name).stem / f"{stem}_color.png").convert("RGB") for r in models]
+        for col, tile in enumerate(tiles):
+            sheet.paste(tile.resize((thumb, thumb), Image.Resampling.BICUBIC), (col * thumb, row * thumb))
+    sheet.save(path)
+
+
+def run_eval(models: list[str], data: Path, output: Path, limit: int | None = None, device: str = "cpu",
+             command: str | None = None) -> list[ModelResult]:
+    """Evaluate ``models`` on the photos in ``data`` and write the report into ``output``."""
+    work = output / "work"
+    samples = prepare(data, work, limit)
+    results = [gray_baseline(samples)] + [evaluate_model(m, samples, work, device) for m in models]
+    write_report(results, samples, work, output, command or shlex.join(["colorize", *sys.argv[1:]]))
+    return results

@@ -1,0 +1,83 @@
+"""Losses of the zoo's recipes: adversarial (BCE, LSGAN, WGAN-GP), L1 on ab, colour rebalancing."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+_EPS = 1e-6
+
+
+def adversarial_loss(score: torch.Tensor, real: bool, kind: str = "bce") -> torch.Tensor:
+    """Loss that pushes a discriminator ``score`` towards "real" (``real=True``) or "fake".
+
+    ``bce`` and ``lsgan`` read a Tanh score in [-1, 1] as the probability ``(score + 1) / 2``
+    (BCE on it equals BCE-with-logits on twice the pre-Tanh value); ``wgangp`` takes an unbounded
+    critic value: the critic maximises real - fake.
+    """
+    if kind == "wgangp":
+        return -score.mean() if real else score.mean()
+    p = (score + 1) / 2
+    if kind == "bce":
+        p = p.clamp(_EPS, 1 - _EPS)
+        return -(p.log() if real else (1 - p).log()).mean()
+    if kind == "lsgan":
+        return ((p - (1.0 if real else 0.0)) ** 2).mean()
+    raise ValueError(f"unknown GAN loss {kind!r}; use bce, lsgan or wgangp")
+
+
+def gradient_penalty(critic, l_norm: torch.Tensor, real_ab: torch.Tensor, fake_ab: torch.Tensor) -> torch.Tensor:
+    """WGAN-GP penalty (‖∇ critic(x̂)‖₂ − 1)² on random interpolates x̂ of real and fake ab."""
+    alpha = torch.rand(real_ab.shape[0], 1, 1, 1, device=real_ab.device, dtype=real_ab.dtype)
+    mixed = (alpha * real_ab + (1 - alpha) * fake_ab.detach()).requires_grad_(True)
+    score = critic(l_norm, mixed)
+    (grad,) = torch.autograd.grad(score.sum(), mixed, create_graph=True)
+    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+class ColorRebalance:
+    """Per-pixel weights that make rare (saturated) colours count as much as common ones.
+
+    Zhang et al. (2016) rebalance their colour classes by ``w ∝ 1 / ((1 − λ)·p̃ + λ/Q)`` where p̃
+    is the smoothed empirical ab distribution over Q in-gamut bins; we apply the same weights to
+    the per-pixel L1 term, which counters the desaturated "sepia" average that plain L1 learns.
+    The weights are normalised so that their mean over the pixels they are fitted on is 1,
+    which keeps the recipe's L1 weight meaning what it says.
+    """
+
+    BINS = 22  # 10-unit bins over ab in [-110, 110]
+
+    def __init__(self, weights: torch.Tensor):
+        self.weights = weights  # (BINS, BINS)
+
+    @classmethod
+    def fit(cls, ab_norm: torch.Tensor, strength: float) -> ColorRebalance:
+        """Estimate the weights from normalised ab values ``(N, 2, H, W)``."""
+        idx = cls._bin_index(ab_norm).flatten()
+        hist = torch.bincount(idx, minlength=cls.BINS**2).double().view(1, 1, cls.BINS, cls.BINS)
+        p = hist / hist.sum()
+        kernel = torch.tensor([0.25, 0.5, 0.25], dtype=torch.float64)
+        kernel = (kernel[:, None] * kernel[None, :]).view(1, 1, 3, 3)
+        smooth = F.conv2d(p, kernel, padding=1).view(cls.BINS, cls.BINS)
+        in_gamut = smooth > 0
+        q = int(in_gamut.sum())
+        w = torch.where(in_gamut, 1.0 / ((1 - strength) * smooth + strength / q), torch.zeros_like(smooth))
+        w = torch.where(in_gamut, w, w[in_gamut].min())  # unseen colours get the common weight
+        w = w / (p.view_as(w) * w).sum()  # mean weight 1 over the pixels it was fitted on
+        return cls(w.float())
+
+    @classmethod
+    def _bin_index(cls, ab_norm: torch.Tensor) -> torch.Tensor:
+        b = ((ab_norm + 1) * cls.BINS / 2).long().clamp_(0, cls.BINS - 1)
+        return b[:, 0] * cls.BINS + b[:, 1]
+
+    def __call__(self, ab_norm: torch.Tensor) -> torch.Tensor:
+        """Weights ``(N, 1, H, W)`` for target ab ``(N, 2, H, W)``."""
+        w = self.weights.to(ab_norm.device).flatten()
+        return w[self._bin_index(ab_norm)].unsqueeze(1)
+
+
+def l1_loss(pred_ab: torch.Tensor, target_ab: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean absolute error on normalised ab, optionally weighted per pixel."""
+    err = (pred_ab - target_ab).abs()
+    return (err * weights).mean() if weights is not None else err.mean()

@@ -1,0 +1,126 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from conftest import make_photo
+from PIL import Image
+from skimage.color import rgb2lab
+from typer.testing import CliRunner
+
+from colorize_cli.cli import app
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _l_channel(path: Path) -> np.ndarray:
+    return rgb2lab(np.asarray(Image.open(path).convert("RGB")))[..., 0]
+
+
+def test_colorizes_a_file_beside_it_keeping_size_and_luminance(tmp_path, tiny_weights):
+    src = make_photo(tmp_path / "old photo.jpg", size=(53, 37), mode="L")
+    result = run(src, "--model", tiny_weights)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "old photo_color.jpg"
+    assert out.exists()
+    with Image.open(out) as im:
+        assert im.size == (53, 37) and im.mode == "RGB"
+    # luminance is the input's, up to JPEG re-encoding of the colour image
+    diff = np.abs(_l_channel(out) - _l_channel(src))
+    assert diff.mean() < 1.5
+
+
+def test_luminance_is_kept_exactly_before_quantisation(tiny_weights):
+    import torch
+
+    from colorize_cli.color import rgb_to_lab
+    from colorize_cli.inference import Colorizer
+
+    colorizer = Colorizer(str(tiny_weights))
+    gray = torch.rand(1, 1, 45, 67).expand(1, 3, 45, 67).contiguous() * 0.8 + 0.1
+    out = colorizer.colorize_tensor(gray)
+    assert out.shape == gray.shape
+    # where the colour is in gamut (no clipping), L is the input's to float precision
+    lab_in, lab_out = rgb_to_lab(gray), rgb_to_lab(out)
+    inside = ((out > 0.001) & (out < 0.999)).all(dim=1)
+    assert (lab_in[:, 0] - lab_out[:, 0]).abs()[inside].max() < 1e-3
+
+
+def test_png_output_keeps_luminance_within_quantisation(tmp_path, tiny_weights):
+    src = make_photo(tmp_path / "a.png", size=(64, 48), mode="L")
+    assert run(src, "--model", tiny_weights).exit_code == 0
+    assert np.abs(_l_channel(tmp_path / "a_color.png") - _l_channel(src)).mean() < 0.6
+
+
+def test_folder_to_output_dir_mirrors_the_tree(tmp_path, tiny_weights):
+    make_photo(tmp_path / "in" / "a.png")
+    make_photo(tmp_path / "in" / "trip" / "b.jpg")
+    (tmp_path / "in" / "notes.txt").write_text("not an image")
+    result = run(tmp_path / "in", "--output", tmp_path / "out", "--model", tiny_weights)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "a_color.png").exists()
+    assert (tmp_path / "out" / "trip" / "b_color.jpg").exists()
+    assert "1 not images" in result.output
+
+
+def test_a_broken_file_fails_alone_with_one_line_and_exit_1(tmp_path, tiny_weights):
+    make_photo(tmp_path / "in" / "good.png")
+    (tmp_path / "in" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    result = run(tmp_path / "in", "--model", tiny_weights)
+    assert result.exit_code == 1
+    assert (tmp_path / "in" / "good_color.png").exists()
+    lines = [ln for ln in result.output.splitlines() if "broken.jpg" in ln]
+    assert len(lines) == 1 and lines[0].startswith("failed:") and "not a readable image" in lines[0]
+    assert "Traceback" not in result.output
+    assert not list((tmp_path / "in").glob("*.part"))
+
+
+def test_existing_outputs_are_skipped_unless_overwrite(tmp_path, tiny_weights):
+    src = make_photo(tmp_path / "a.png")
+    out = tmp_path / "a_color.png"
+    out.write_bytes(b"keep me")
+    result = run(src, "--model", tiny_weights)
+    assert result.exit_code == 0 and out.read_bytes() == b"keep me"
+    assert "1 already done" in result.output
+    assert run(src, "--model", tiny_weights, "--overwrite").exit_code == 0
+    assert Image.open(out).size == (37, 29)
+
+
+def test_usage_errors_exit_2_with_a_clear_message(tmp_path, tiny_weights):
+    result = run(tmp_path / "missing.jpg", "--model", tiny_weights)
+    assert result.exit_code == 2 and "no such file or folder" in result.output
+    src = make_photo(tmp_path / "a.png")
+    result = run(src, "--model", "no-such-model")
+    assert result.exit_code == 2 and "unknown model 'no-such-model'" in result.output
+    result = run(src, "--model", tiny_weights, "--device", "cuda:7")
+    if not __import__("torch").cuda.is_available():
+        assert result.exit_code == 2 and "CUDA is not available" in result.output
+
+
+def test_bundled_default_model_colorizes_the_example(tmp_path):
+    example = Path(__file__).parents[1] / "examples" / "astronaut.jpg"
+    result = run(example, "--output", tmp_path)
+    assert result.exit_code == 0, result.output
+    out = np.asarray(Image.open(tmp_path / "astronaut_color.jpg").convert("RGB")).astype(float)
+    assert out.shape == (512, 512, 3)
+    # the bundled model puts colour in: channels differ visibly on average
+    assert np.abs(out[..., 0] - out[..., 2]).mean() > 3
+
+
+def test_version_answers_fast_without_importing_torch():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "colorize_cli", "--version"],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0 and proc.stdout.startswith("colorize-cli ")
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines()}
+    assert "torch" not in imported and "colorize_cli.cli" in imported
+
+
+def test_help_lists_sub_commands():
+    result = run("--help")
+    assert result.exit_code == 0
+    for word in ("train", "eval", "models"):
+        assert word in result.output

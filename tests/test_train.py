@@ -1,0 +1,96 @@
+from pathlib import Path
+
+import torch
+from conftest import make_photo
+from typer.testing import CliRunner
+
+from colorize_cli.cli import app
+from colorize_cli.data import BatchSampler, load_folder
+from colorize_cli.losses import ColorRebalance
+from colorize_cli.train import TrainConfig, Trainer
+from colorize_cli.weights import load_generator
+
+
+def _folder(root: Path, n: int = 6) -> Path:
+    for i in range(n):
+        make_photo(root / f"sub{i % 2}" / f"p{i}.png", size=(40, 40), seed=i)
+    return root
+
+
+def _batch(root: Path, size: int = 32, batch: int = 8):
+    images = load_folder(root, 40).images
+    return BatchSampler(images, size, batch, torch.Generator().manual_seed(0)).next()
+
+
+def test_a_few_training_steps_lower_the_l1_loss(tmp_path):
+    l_norm, ab = _batch(_folder(tmp_path / "data"))
+    trainer = Trainer(TrainConfig(model="unet-sn", dataset="", output=str(tmp_path / "run")))
+    first = trainer.train_step(l_norm, ab)
+    for _ in range(40):
+        last = trainer.train_step(l_norm, ab)
+    assert trainer.step == 41
+    assert last["loss_l1"] < 0.7 * first["loss_l1"]
+    assert {"loss_d", "loss_adv", "loss_g"} <= set(last)
+
+
+def test_resume_continues_exactly(tmp_path):
+    data = _folder(tmp_path / "data")
+    images = load_folder(data, 40).images
+
+    def run(trainer: Trainer, steps: int) -> None:
+        sampler = BatchSampler(images, 32, 4, trainer.rng)
+        for _ in range(steps):
+            trainer.train_step(*sampler.next())
+
+    cfg = TrainConfig(model="unet-sn", dataset=str(data), output=str(tmp_path / "a"))
+    straight = Trainer(cfg)
+    run(straight, 4)
+
+    first = Trainer(TrainConfig(model="unet-sn", dataset=str(data), output=str(tmp_path / "b")))
+    run(first, 2)
+    first.save_checkpoint()
+    torch.manual_seed(123)  # a new process would start from another global RNG state
+    second = Trainer(TrainConfig(model="unet-sn", dataset=str(data), output=str(tmp_path / "b")))
+    second.resume()
+    run(second, 2)
+    for (k, a), b in zip(straight.generator.state_dict().items(), second.generator.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_rebalancing_weights_favour_rare_colours():
+    ab = torch.zeros(1, 2, 10, 10)
+    ab[0, :, 0, 0] = torch.tensor([0.5, -0.5])  # one saturated pixel among grays
+    reb = ColorRebalance.fit(ab, strength=0.5)
+    w = reb(ab)
+    assert w[0, 0, 0, 0] > 5 * w[0, 0, 5, 5]
+    assert abs(float(w.mean()) - 1.0) < 1e-4  # expectation 1 over the training pixels
+
+
+def test_cli_train_skips_gray_and_broken_files_and_exports_loadable_weights(tmp_path):
+    data = _folder(tmp_path / "data", n=4)
+    make_photo(data / "gray.png", size=(40, 40), mode="L")
+    (data / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    out = tmp_path / "run"
+    args = ["train", "--model", "unet-sn", "--dataset", str(data), "--output", str(out), "--steps", "4",
+            "--batch-size", "2", "--size", "32", "--checkpoint-every", "2", "--val", str(data)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "4 colour photos of 6 files" in result.output
+    assert "1 grayscale" in result.output and "1 unreadable" in result.output
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert state["step"] == 4 and set(state) >= {"generator", "discriminator", "opt_g", "opt_d", "config"}
+    _model, config = load_generator(out / "unet-sn.safetensors")
+    assert config["arch"] == "unet-sn" and config["step"] == 4
+    assert all(t.dtype == torch.float16 for t in __import__("safetensors.torch").torch.load_file(
+        str(out / "unet-sn.safetensors")).values() if t.is_floating_point())
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["step_0000002.png", "step_0000004.png"]
+    # --resume continues to a larger step count
+    result = CliRunner().invoke(app, [*args[:8], "6", *args[9:], "--resume"])
+    assert result.exit_code == 0, result.output
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 6
+
+
+def test_cli_train_on_missing_folder_is_a_usage_error(tmp_path):
+    result = CliRunner().invoke(app, ["train", "--dataset", str(tmp_path / "nope")])
+    assert result.exit_code == 2
+    assert "dataset folder not found" in result.output
