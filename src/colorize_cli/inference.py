@@ -6,13 +6,11 @@
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from colorize_cli.backends import TorchEngine
 from colorize_cli.color import denormalize_ab, lab_to_rgb, normalize_l, rgb_to_lab
 from colorize_cli.models import get_spec
 from colorize_cli.weights import DEFAULT_MODEL, load_generator, resolve
@@ -54,7 +52,8 @@ class Colorizer:
         self.device = resolve_device(device)
         name = DEFAULT_MODEL if model == "default" else model
         self.weights_path = resolve(name)
-        self.net, self.config = load_generator(self.weights_path, self.device)
+        net, self.config = load_generator(self.weights_path, self.device)
+        self.engine = TorchEngine(net, self.device)
         self.spec = get_spec(self.config["arch"])
         self.size = size or self.spec.fixed_size or DEFAULT_WORKING_SIZE
         self.multiple = self.spec.size_multiple
@@ -72,7 +71,7 @@ class Colorizer:
         else:
             h, w = working_shape(height, width, self.size, self.multiple)
         small = F.interpolate(l_full, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
-        ab = self.net(normalize_l(small).to(self.device)).float().cpu()
+        ab = self.engine(normalize_l(small))
         return F.interpolate(denormalize_ab(ab), size=(height, width), mode="bilinear", align_corners=False)
 
     def colorize_tensor(self, rgb: torch.Tensor) -> torch.Tensor:
