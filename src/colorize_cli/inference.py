@@ -84,14 +84,3 @@ class Colorizer:
         """One photo as float ``(H, W, 3)`` in [0, 1] -> colorized float ``(H, W, 3)``."""
         t = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
         return self.colorize_tensor(t)[0].permute(1, 2, 0).numpy()
-
-
-def parameter_count(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def megapixels(shape: tuple[int, ...]) -> float:
-    return math.prod(shape[:2]) / 1e6
-
-
-__all__ = ["DEFAULT_WORKING_SIZE", "Colorizer", "Path", "resolve_device", "working_shape"]
