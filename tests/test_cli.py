@@ -39,14 +39,18 @@ def test_luminance_is_kept_exactly_before_quantisation(tiny_weights):
     from colorize_cli.color import rgb_to_lab
     from colorize_cli.inference import Colorizer
 
+    from colorize_cli.imageio import Photo
+
     colorizer = Colorizer(str(tiny_weights))
-    gray = torch.rand(1, 1, 45, 67).expand(1, 3, 45, 67).contiguous() * 0.8 + 0.1
-    out = colorizer.colorize_tensor(gray)
-    assert out.shape == gray.shape
-    # where the colour is in gamut (no clipping), L is the input's to float precision
-    lab_in, lab_out = rgb_to_lab(gray), rgb_to_lab(out)
-    inside = ((out > 0.001) & (out < 0.999)).all(dim=1)
-    assert (lab_in[:, 0] - lab_out[:, 0]).abs()[inside].max() < 1e-3
+    gray16 = (np.random.default_rng(0).random((45, 67)) * 50000 + 5000).astype(np.uint16)
+    out = colorizer.colorize(Photo(gray16))
+    assert out.shape == (45, 67, 3) and out.dtype == np.uint16
+    # where the colour is in gamut (no clipping), L is the input's to 16-bit precision
+    rgb = torch.from_numpy(out.astype(np.float64) / 65535).permute(2, 0, 1)
+    lab_in = rgb_to_lab(torch.from_numpy(gray16.astype(np.float64) / 65535).expand(3, 45, 67))
+    inside = ((rgb > 0.001) & (rgb < 0.999)).all(dim=0)
+    assert inside.float().mean() > 0.5
+    assert (lab_in[0] - rgb_to_lab(rgb)[0]).abs()[inside].max() < 0.01
 
 
 def test_png_output_keeps_luminance_within_quantisation(tmp_path, tiny_weights):

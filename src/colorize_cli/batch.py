@@ -1,20 +1,26 @@
 """Colorize many files: collect inputs, plan outputs, run, report failures, return an exit code.
 
-Exit codes: 0 all done, 1 some file failed, 2 usage error, 130 interrupted (Ctrl-C).
+Decoding and encoding run in threads beside the network (PIL and torch release the GIL), photos
+that share a working shape are batched, and every output is written atomically. Exit codes:
+0 all done, 1 some file failed, 2 usage error, 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import sys
 import time
 import traceback
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from colorize_cli.data import IMAGE_SUFFIXES
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+_GLOB_CHARS = set("*?[")
 
 
 @dataclass
@@ -26,17 +32,31 @@ class Job:
 @dataclass
 class Summary:
     processed: int = 0
-    colored_inputs: int = 0
+    colored_inputs: int = 0  # inputs that already had colour and were colorized from their luminance
+    skipped_color: int = 0  # ... or left alone with --skip-color
     skipped_existing: int = 0
     skipped_not_image: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    interrupted: bool = False
 
     def as_dict(self) -> dict:
         return {"processed": self.processed, "colored_inputs": self.colored_inputs,
-                "skipped_existing": self.skipped_existing, "skipped_not_image": self.skipped_not_image,
+                "skipped_color": self.skipped_color, "skipped_existing": self.skipped_existing,
+                "skipped_not_image": self.skipped_not_image,
                 "failed": [{"file": f, "reason": r} for f, r in self.failed],
-                "seconds": round(self.seconds, 3)}
+                "seconds": round(self.seconds, 3), "interrupted": self.interrupted}
+
+    def line(self) -> str:
+        parts = [f"{self.processed} colorized"]
+        if self.colored_inputs:
+            parts.append(f"{self.colored_inputs} of them already in colour")
+        for n, what in ((self.skipped_existing, "already done"), (self.skipped_color, "in colour, left alone"),
+                        (self.skipped_not_image, "not images")):
+            if n:
+                parts.append(f"{n} {what}")
+        parts.append(f"{len(self.failed)} failed")
+        return f"done: {', '.join(parts)} ({self.seconds:.1f} s)"
 
 
 def error_message(exc: BaseException) -> str:
@@ -44,89 +64,243 @@ def error_message(exc: BaseException) -> str:
     return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
 
 
-def output_path(source: Path, root: Path | None, output: Path | None, suffix: str) -> Path:
+def output_path(source: Path, root: Path | None, output: Path | None, suffix: str, ext: str) -> Path:
     """``{stem}{suffix}{ext}`` beside ``source``, or under ``output`` mirroring its place under ``root``."""
-    name = f"{source.stem}{suffix}{source.suffix}"
+    name = f"{source.stem}{suffix}{ext}"
     if output is None:
         return source.with_name(name)
     rel = source.parent.relative_to(root) if root is not None else Path()
     return output / rel / name
 
 
-def plan_jobs(inputs: list[Path], output: Path | None, suffix: str) -> tuple[list[Job], int, list[str]]:
-    """Expand files and folders into jobs; returns (jobs, files that are not images, missing inputs)."""
+def _expand(item: str) -> list[tuple[Path, Path | None]]:
+    """(path, root it is relative to) for a file, a folder or a glob pattern."""
+    path = Path(item)
+    if path.exists() or not (_GLOB_CHARS & set(item)):
+        return [(path, path if path.is_dir() else None)]
+    base = Path()
+    for part in path.parts:
+        if _GLOB_CHARS & set(part):
+            break
+        base /= part
+    return [(Path(m), base) for m in sorted(glob.glob(item, recursive=True))]
+
+
+def plan_jobs(inputs: list, output: Path | None, suffix: str, fmt: str = "same") -> tuple[list[Job], int, list[str]]:
+    """Expand files, folders and globs into jobs; returns (jobs, files that are not images, unmatched inputs)."""
+    from colorize_cli.imageio import output_suffix
+
     jobs: list[Job] = []
     not_images = 0
     missing: list[str] = []
     for item in inputs:
-        if item.is_dir():
-            for f in sorted(p for p in item.rglob("*") if p.is_file()):
+        expanded = _expand(str(item))
+        if not expanded or not any(p.exists() for p, _ in expanded):
+            missing.append(str(item))
+            continue
+        for path, root in expanded:
+            if path.is_dir():
+                files = sorted(p for p in path.rglob("*") if p.is_file())
+            else:
+                files = [path]
+            for f in files:
                 if f.suffix.lower() not in IMAGE_SUFFIXES:
                     not_images += 1
-                elif not f.stem.endswith(suffix):  # never colorize our own outputs again
-                    jobs.append(Job(f, output_path(f, item, output, suffix)))
-        elif item.is_file():
-            jobs.append(Job(item, output_path(item, None, output, suffix)))
-        else:
-            missing.append(str(item))
+                elif not (path.is_dir() and f.stem.endswith(suffix)):  # never re-colorize our outputs
+                    rel_root = path if path.is_dir() else root
+                    jobs.append(Job(f, output_path(f, rel_root, output, suffix, output_suffix(f, fmt))))
     return jobs, not_images, missing
 
 
-def run_batch(inputs: list[Path], model: str = "default", output: Path | None = None, size: int | None = None,
-              suffix: str = "_color", overwrite: bool = False, device: str = "cpu", quiet: bool = False,
-              debug: bool = False) -> int:
-    """Colorize ``inputs`` (files and folders); prints one line per failure and returns the exit code."""
-    from colorize_cli.imageio import ImageReadError, read_image, write_image
+@dataclass
+class BatchOptions:
+    model: str = "default"
+    output: Path | None = None
+    size: int | None = None
+    suffix: str = "_color"
+    fmt: str = "same"
+    quality: int = 95
+    overwrite: bool = False
+    skip_color: bool = False
+    device: str = "cpu"
+    half: bool = False
+    batch_size: int = 4
+    max_pixels: int | None = None
+    quiet: bool = False
+    json: bool = False
+    debug: bool = False
+
+
+def run_batch(inputs: list, **options) -> int:
+    """Colorize ``inputs`` (files, folders, globs); returns the exit code. Options: :class:`BatchOptions`."""
+    opts = BatchOptions(**options)
+    from colorize_cli.imageio import DEFAULT_MAX_PIXELS, set_max_pixels
     from colorize_cli.inference import Colorizer
 
     def err(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    if not suffix:
-        err("error: --suffix must not be empty (the input would be overwritten)")
+    if not opts.suffix and opts.output is None:
+        err("error: --suffix must not be empty without --output (the input would be overwritten)")
         return EXIT_USAGE
-    jobs, not_images, missing = plan_jobs(inputs, output, suffix)
+    jobs, not_images, missing = plan_jobs(inputs, opts.output, opts.suffix, opts.fmt)
     if missing:
         err(f"error: no such file or folder: {', '.join(missing)}")
         return EXIT_USAGE
     try:
-        colorizer = Colorizer(model, device=device, size=size)
+        colorizer = Colorizer(opts.model, device=opts.device, size=opts.size, half=opts.half)
     except (KeyError, FileNotFoundError, ValueError, RuntimeError) as exc:
         err(f"error: {error_message(exc)}")
         return EXIT_USAGE
+    set_max_pixels(DEFAULT_MAX_PIXELS if opts.max_pixels is None else opts.max_pixels)
     summary = Summary(skipped_not_image=not_images)
+    todo, seen = [], {}
+    for job in jobs:
+        if job.target in seen:
+            summary.failed.append((str(job.source), f"output {job.target} would collide with {seen[job.target]}'s"))
+            err(f"failed: {job.source}: output {job.target} would collide with {seen[job.target]}'s")
+        elif job.target.exists() and not opts.overwrite:
+            summary.skipped_existing += 1
+        else:
+            seen[job.target] = job.source
+            todo.append(job)
     t0 = time.perf_counter()
+    runner = _Runner(colorizer, opts, summary, err)
     try:
-        for job in jobs:
-            if job.target.exists() and not overwrite:
-                summary.skipped_existing += 1
-                continue
-            try:
-                photo = read_image(job.source)
-                for note in photo.warnings:
-                    err(f"warning: {job.source}: {note}")
-                summary.colored_inputs += photo.is_color
-                write_image(job.target, colorizer.colorize_array(photo.rgb), photo)
-                summary.processed += 1
-                if not quiet:
-                    print(f"{job.source} -> {job.target}")
-            except (ImageReadError, OSError, ValueError) as exc:
-                reason = str(exc) if isinstance(exc, ImageReadError) else f"{exc.__class__.__name__}: {exc}"
-                summary.failed.append((str(job.source), reason))
-                err(f"failed: {job.source}: {reason}")
-                if debug:
-                    traceback.print_exc()
+        runner.run(todo)
     except KeyboardInterrupt:
-        err("interrupted: finished outputs are kept; run the same command again to resume")
-        return EXIT_INTERRUPTED
+        summary.interrupted = True
+        err("interrupted: finished outputs are kept, none is half-written; run the same command to resume")
     summary.seconds = time.perf_counter() - t0
-    if not quiet:
-        extra = f", {summary.colored_inputs} already in colour" if summary.colored_inputs else ""
-        err(f"done: {summary.processed} colorized, {summary.skipped_existing} already done, "
-            f"{summary.skipped_not_image} not images, {len(summary.failed)} failed{extra} "
-            f"({summary.seconds:.1f} s)")
+    if not opts.quiet:
+        err(summary.line())
+    if opts.json:
+        print(json.dumps(summary.as_dict()), flush=True)
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 
-def summary_json(summary: Summary) -> str:
-    return json.dumps(summary.as_dict())
+class _Runner:
+    """Read ahead in threads, batch photos by working shape, finish and write in a thread."""
+
+    def __init__(self, colorizer, opts: BatchOptions, summary: Summary, err):
+        self.c, self.opts, self.summary, self.err = colorizer, opts, summary, err
+        self.progress = None
+        self.task = None
+        self.started = time.perf_counter()
+
+    def _fail(self, job: Job, exc: BaseException) -> None:
+        from colorize_cli.imageio import ImageReadError
+
+        if isinstance(exc, ImageReadError):
+            reason = str(exc)
+        elif isinstance(exc, PermissionError):
+            reason = f"permission denied ({exc.filename or job.target})"
+        elif isinstance(exc, OSError):
+            reason = f"{exc.strerror or exc} ({exc.filename or job.target})"
+        else:
+            reason = f"{exc.__class__.__name__}: {exc}"
+        self.summary.failed.append((str(job.source), reason))
+        self.err(f"failed: {job.source}: {reason}")
+        if self.opts.debug:
+            traceback.print_exception(exc)
+        self._advance()
+
+    def _advance(self) -> None:
+        if self.progress is not None:
+            self.progress.advance(self.task)
+            done = self.progress.tasks[0].completed
+            self.progress.update(self.task, rate=f"{done / (time.perf_counter() - self.started):.1f} img/s")
+
+    def _write(self, job: Job, photo, ab_small) -> None:
+        from colorize_cli.imageio import write_image
+
+        write_image(job.target, self.c.finish(photo, ab_small), photo, quality=self.opts.quality)
+
+    def run(self, jobs: list[Job]) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        from colorize_cli.imageio import read_image
+
+        console = Console(stderr=True)
+        show = console.is_terminal and not self.opts.quiet and jobs
+        self.progress = Progress(TextColumn("colorize"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+                                 TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                                 console=console, disable=not show)
+        window = max(2, 2 * self.opts.batch_size)
+        with self.progress, ThreadPoolExecutor(2, thread_name_prefix="read") as readers, \
+                ThreadPoolExecutor(1, thread_name_prefix="write") as writer:
+            self.task = self.progress.add_task("colorize", total=len(jobs), rate="")
+            self.started = time.perf_counter()
+            reads: deque[tuple[Job, Future]] = deque()
+            writes: deque[tuple[Job, Future]] = deque()
+            groups: dict[tuple[int, int], list] = {}
+            pending = iter(jobs)
+            try:
+                while True:
+                    while len(reads) < window and (job := next(pending, None)) is not None:
+                        reads.append((job, readers.submit(read_image, job.source)))
+                    if not reads:
+                        break
+                    job, fut = reads.popleft()
+                    try:
+                        photo = fut.result()
+                    except Exception as exc:  # noqa: BLE001 - any failure of one file is reported, the batch goes on
+                        self._fail(job, exc)
+                        continue
+                    for note in photo.notes:
+                        self.err(f"warning: {job.source}: {note}")
+                    if photo.is_color:
+                        if self.opts.skip_color:
+                            self.summary.skipped_color += 1
+                            self._advance()
+                            continue
+                        self.summary.colored_inputs += 1
+                    group = groups.setdefault(self.c.working_shape(photo), [])
+                    group.append((job, photo))
+                    if len(group) >= self.opts.batch_size or sum(map(len, groups.values())) >= window:
+                        self._flush(groups, writer, writes)
+                    self._drain(writes, limit=window)
+                self._flush(groups, writer, writes)
+                self._drain(writes, limit=0)
+            except BaseException:
+                for _, f in list(reads) + list(writes):
+                    f.cancel()
+                raise
+
+    def _flush(self, groups: dict, writer: ThreadPoolExecutor, writes: deque) -> None:
+        import torch
+
+        for shape in list(groups):
+            items = groups.pop(shape)
+            for start in range(0, len(items), self.opts.batch_size):
+                chunk = items[start:start + self.opts.batch_size]
+                try:
+                    ab = self.c.predict(torch.cat([self.c.working_input(p) for _, p in chunk]))
+                except Exception as exc:  # noqa: BLE001
+                    for job, _ in chunk:
+                        self._fail(job, exc)
+                    continue
+                for i, (job, photo) in enumerate(chunk):
+                    writes.append((job, writer.submit(self._write, job, photo, ab[i])))
+
+    def _drain(self, writes: deque, limit: int) -> None:
+        while len(writes) > limit or (writes and writes[0][1].done()):
+            job, fut = writes.popleft()
+            try:
+                fut.result()
+            except Exception as exc:  # noqa: BLE001
+                self._fail(job, exc)
+                continue
+            self.summary.processed += 1
+            self._advance()
+

@@ -67,24 +67,39 @@ def _fail(problem: str | BaseException, code: int = 1) -> None:
 
 @app.command(DEFAULT_COMMAND)
 def colorize_command(
-    inputs: Annotated[list[Path], typer.Argument(help="Photos or folders (walked recursively).",
-                                                 show_default=False)],
+    inputs: Annotated[list[str], typer.Argument(help="Photos, folders (walked recursively) or glob patterns.",
+                                                show_default=False)],
     model: Annotated[str, typer.Option(help="Model name from weights.toml, or a .safetensors path.")] = "default",
     output: Annotated[Path | None, typer.Option(help="Write outputs under this folder "
                                                    "(mirroring input folders) instead of beside the inputs.")] = None,
     size: Annotated[int, typer.Option(help="Working size: the long side, in pixels, at which colour is "
-                                      "predicted (rounded to what the network needs).")] = 0,
+                                      "predicted (rounded to what the network needs); 0 = the model's default.")] = 0,
     suffix: Annotated[str, typer.Option(help="Appended to the output file's stem.")] = "_color",
-    overwrite: Annotated[bool, typer.Option(help="Redo outputs that already exist.")] = False,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="Output format: same, jpg, png, webp or tiff. "
+                                     "16-bit inputs stay 16-bit in png and tiff.")] = "same",
+    quality: Annotated[int, typer.Option(min=1, max=100, help="Quality of jpg and webp outputs.")] = 95,
+    overwrite: Annotated[bool, typer.Option(help="Redo outputs that already exist (by default they are "
+                                            "skipped, so re-running a batch resumes it).")] = False,
+    skip_color: Annotated[bool, typer.Option(help="Leave photos that already have colour alone (by default "
+                                             "they are colorized from their luminance).")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "cpu",
+    half: Annotated[bool, typer.Option(help="Half precision (GPU only).")] = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Photos per network call (photos of the same "
+                                            "working shape are batched).")] = 4,
+    max_pixels: Annotated[int | None, typer.Option(help="Refuse images larger than this many pixels "
+                                                      "(default 200 million; 0 = no limit).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary; errors only.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="End stdout with one JSON summary line.")] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks of failures.")] = False,
 ) -> None:
     """Colorize photos; writes {stem}_color{ext} beside each input (or under --output)."""
     from colorize_cli.batch import run_batch
 
-    code = run_batch(inputs, model=model, output=output, size=size or None, suffix=suffix,
-                     overwrite=overwrite, device=device, quiet=quiet, debug=debug)
+    if fmt not in ("same", "jpg", "png", "webp", "tiff"):
+        _fail(f"--format {fmt}: use same, jpg, png, webp or tiff", 2)
+    code = run_batch(inputs, model=model, output=output, size=size or None, suffix=suffix, fmt=fmt,
+                     quality=quality, overwrite=overwrite, skip_color=skip_color, device=device, half=half,
+                     batch_size=batch_size, max_pixels=max_pixels, quiet=quiet, json=json_out, debug=debug)
     raise typer.Exit(code)
 
 

@@ -73,7 +73,7 @@ def evaluate_model(model: str, samples: list, work: Path, device: str = "cpu") -
     out_dir = work / "outputs" / Path(model).stem
     t0 = time.perf_counter()
     code = run_batch([s[2] for s in samples], model=model, output=out_dir, overwrite=True, device=device,
-                     quiet=True)
+                     quiet=True, batch_size=8)
     seconds = time.perf_counter() - t0
     if code != 0:
         raise RuntimeError(f"model {model}: colorizing the eval images failed (exit {code})")

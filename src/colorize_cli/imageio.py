@@ -1,16 +1,18 @@
 """Reading the photos users have and writing results with their metadata, atomically.
 
-:func:`read_image` applies EXIF orientation and turns any supported mode into float RGB in [0, 1]
-plus what must survive the round trip (alpha, ICC profile, EXIF, format). :func:`write_image`
-writes to a temporary file in the target folder and renames it, so an interrupted run never
-leaves a half-written output.
+:func:`read_image` applies EXIF orientation and keeps the pixels in their own depth (8- or 16-bit,
+gray or RGB) plus what must survive the round trip: alpha, the ICC profile, EXIF, the format.
+:func:`write_image` writes to a temporary file in the target folder and renames it, so an
+interrupted run never leaves a half-written output.
 """
 
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,8 +21,12 @@ from PIL import Image, ImageOps
 
 # Pillow's name for each output format we write, by suffix
 FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF",
-           ".tiff": "TIFF", ".bmp": "BMP", ".gif": "PNG"}
+           ".tiff": "TIFF", ".bmp": "BMP"}
+# --format choices -> suffix; "same" keeps the input's (GIF becomes PNG: we do not write GIF)
+FORMAT_SUFFIX = {"jpg": ".jpg", "png": ".png", "webp": ".webp", "tiff": ".tif"}
+DEFAULT_MAX_PIXELS = 200_000_000
 _EXIF_ORIENTATION = 0x0112
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
 class ImageReadError(Exception):
@@ -29,87 +35,198 @@ class ImageReadError(Exception):
 
 @dataclass
 class Photo:
-    rgb: np.ndarray  # (H, W, 3) float32 in [0, 1]
-    alpha: np.ndarray | None = None  # (H, W) float32 in [0, 1]
-    icc_profile: bytes | None = None
+    """A decoded photo. ``pixels`` is (H, W) gray or (H, W, 3) RGB, uint8 or uint16."""
+
+    pixels: np.ndarray
+    alpha: np.ndarray | None = None  # (H, W), same dtype as pixels
+    icc_profile: bytes | None = None  # kept only if it describes RGB (a gray/CMYK profile would lie)
     exif: bytes | None = None
     source_mode: str = "RGB"
     source_format: str | None = None
-    bits: int = 8
-    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def maxval(self) -> int:
+        return 65535 if self.pixels.dtype == np.uint16 else 255
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width)."""
+        return self.pixels.shape[0], self.pixels.shape[1]
 
     @property
     def is_color(self) -> bool:
         """True if the photo already carries colour (channels differ by more than rounding)."""
-        x = self.rgb
+        if self.pixels.ndim == 2:
+            return False
+        step = max(1, int(np.sqrt(self.pixels.shape[0] * self.pixels.shape[1] / 250_000)))
+        x = self.pixels[::step, ::step].astype(np.float32) * (255.0 / self.maxval)
         spread = np.abs(x[..., 0] - x[..., 1]).mean() + np.abs(x[..., 1] - x[..., 2]).mean()
-        return bool(spread * 255 > 2.0)
+        return bool(spread > 2.0)
+
+
+def set_max_pixels(limit: int | None) -> None:
+    """Pillow's decompression-bomb limit: images above ``limit`` pixels are refused (None/0: no limit)."""
+    Image.MAX_IMAGE_PIXELS = limit or None
+
+
+def _rgb_profile(icc: bytes | None) -> bytes | None:
+    # bytes 16-20 of an ICC header name its colour space
+    return icc if icc and len(icc) > 20 and icc[16:20] == b"RGB " else None
+
+
+def _read_tiff16(path: Path, im: Image.Image) -> np.ndarray | None:
+    """16-bit RGB(A) TIFF pixels, which Pillow cannot hold; None if the file is not such a TIFF."""
+    if im.format != "TIFF" or im.mode not in ("RGB", "RGBA", "RGBX"):
+        return None
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        if page.dtype != np.uint16 or page.samplesperpixel < 3:
+            return None
+        return page.asarray()
 
 
 def read_image(path: Path) -> Photo:
     """Read ``path`` into a :class:`Photo`; raises :class:`ImageReadError` with a one-line reason."""
+    path = Path(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(path)
             notes = []
-            if getattr(im, "n_frames", 1) > 1:
-                notes.append(f"{im.n_frames} frames: colorizing the first only")
+            frames = getattr(im, "n_frames", 1)
+            if frames > 1:
+                notes.append(f"{frames} frames: colorizing the first only")
             fmt = im.format
             icc = im.info.get("icc_profile")
             exif = im.getexif()
+            orientation = exif.get(_EXIF_ORIENTATION, 1)
+            wide = _read_tiff16(path, im)
             im = ImageOps.exif_transpose(im)
             im.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageReadError(f"{exc} (raise the limit with --max-pixels)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageReadError(f"larger than the limit of {Image.MAX_IMAGE_PIXELS} pixels "
+                             "(raise it with --max-pixels N, or --max-pixels 0 for none)") from None
     except FileNotFoundError:
         raise ImageReadError("file not found") from None
     except PermissionError:
         raise ImageReadError("permission denied") from None
-    except (OSError, ValueError, SyntaxError) as exc:
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
         raise ImageReadError(f"not a readable image ({exc})") from None
-    if exif is not None and _EXIF_ORIENTATION in exif:
+    if orientation != 1:
         exif[_EXIF_ORIENTATION] = 1  # orientation has been applied to the pixels
-    mode = im.mode
-    alpha = None
-    bits = 8
-    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(im, dtype=np.float32)
-        scale = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
-        bits = 16 if scale == 65535.0 else 8
-        gray = np.clip(arr / scale, 0, 1)
-        rgb = np.repeat(gray[..., None], 3, axis=2)
+    exif_bytes = exif.tobytes() if len(exif) else None
+    mode, alpha = im.mode, None
+    if wide is not None:
+        pixels = _orient(wide[..., :3], orientation)
+        alpha = _orient(wide[..., 3], orientation) if wide.shape[2] > 3 else None
+    elif mode in _SIXTEEN_BIT_MODES or mode in ("I", "F"):
+        arr = np.asarray(im)
+        if mode == "F" or arr.max(initial=0) > 65535 or arr.min(initial=0) < 0:
+            arr = np.clip(arr, 0, 65535)
+        pixels = arr.astype(np.uint16) if mode != "F" or arr.max(initial=0) > 1 else (arr * 65535).astype(np.uint16)
+    elif mode in ("1", "L"):
+        pixels = np.asarray(im.convert("L"))
+    elif mode == "LA" or (mode in ("P", "PA") and _palette_is_gray(im)):
+        la = np.asarray(im.convert("LA"))
+        pixels = la[..., 0].copy()
+        alpha = la[..., 1].copy() if _has_alpha(im) else None
     else:
-        if mode in ("LA", "RGBA", "PA") or (mode == "P" and "transparency" in im.info):
-            im = im.convert("RGBA")
-            alpha = np.asarray(im.getchannel("A"), dtype=np.float32) / 255
-        rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255
-    return Photo(rgb, alpha, icc, exif.tobytes() if exif else None, mode, fmt, bits, notes)
+        if _has_alpha(im):
+            rgba = np.asarray(im.convert("RGBA"))
+            pixels, alpha = rgba[..., :3].copy(), rgba[..., 3].copy()
+        else:
+            pixels = np.asarray(im.convert("RGB"))
+    if alpha is not None and alpha.min() == alpha.max() == (65535 if alpha.dtype == np.uint16 else 255):
+        alpha = None  # an opaque alpha channel carries nothing
+    return Photo(pixels, alpha, _rgb_profile(icc), exif_bytes, mode, fmt, notes)
 
 
-def write_image(path: Path, rgb: np.ndarray, photo: Photo, quality: int = 95) -> None:
-    """Write float RGB ``(H, W, 3)`` in [0, 1] to ``path`` with the photo's metadata, atomically."""
+def _has_alpha(im: Image.Image) -> bool:
+    return im.mode in ("LA", "RGBA", "PA", "La", "RGBa") or "transparency" in im.info
+
+
+def _palette_is_gray(im: Image.Image) -> bool:
+    pal = np.asarray(im.convert("RGB"))
+    return bool((pal[..., 0] == pal[..., 1]).all() and (pal[..., 1] == pal[..., 2]).all())
+
+
+def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1-8) to an (H, W, ...) array, as ImageOps.exif_transpose does."""
+    ops = {2: [np.fliplr], 3: [lambda a: np.rot90(a, 2)], 4: [np.flipud], 5: [lambda a: np.rot90(a, 1), np.flipud],
+           6: [lambda a: np.rot90(a, -1)], 7: [lambda a: np.rot90(a, -1), np.flipud], 8: [lambda a: np.rot90(a, 1)]}
+    for op in ops.get(orientation, []):
+        arr = op(arr)
+    return np.ascontiguousarray(arr)
+
+
+def output_suffix(source: Path, fmt: str) -> str:
+    """The suffix of the output for ``--format fmt`` (``same`` keeps the input's where we can write it)."""
+    if fmt != "same":
+        return FORMAT_SUFFIX[fmt]
+    return source.suffix if source.suffix.lower() in FORMATS else ".png"
+
+
+def write_image(path: Path, pixels: np.ndarray, photo: Photo, quality: int = 95) -> None:
+    """Write RGB ``pixels`` (H, W, 3; uint8 or uint16) with the photo's alpha, ICC and EXIF, atomically.
+
+    16-bit results are written as 16-bit PNG or TIFF; other formats get 8 bits.
+    """
     path = Path(path)
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise ValueError(f"{path}: cannot write {path.suffix!r} files; use jpg, png, webp or tiff")
+        raise ValueError(f"cannot write {path.suffix!r} files; use jpg, png, webp or tiff")
     alpha = photo.alpha if fmt in ("PNG", "WEBP", "TIFF") else None
-    channels = [rgb] if alpha is None else [rgb, alpha[..., None]]
-    data = np.concatenate(channels, axis=2)
-    im = Image.fromarray(np.round(np.clip(data, 0, 1) * 255).astype(np.uint8), "RGBA" if alpha is not None else "RGB")
-    kwargs: dict = {}
-    if photo.icc_profile:
-        kwargs["icc_profile"] = photo.icc_profile
-    if photo.exif and fmt in ("JPEG", "PNG", "WEBP", "TIFF"):
-        kwargs["exif"] = photo.exif
-    if fmt in ("JPEG", "WEBP"):
-        kwargs["quality"] = quality
+    sixteen = pixels.dtype == np.uint16 and fmt in ("PNG", "TIFF")
+    if pixels.dtype == np.uint16 and not sixteen:
+        pixels = (pixels.astype(np.uint32) * 255 + 32767) // 65535
+    if alpha is not None and alpha.dtype != pixels.dtype:
+        alpha = (alpha.astype(np.uint32) * 65535 // 255) if sixteen else (alpha.astype(np.uint32) * 255 // 65535)
+    data = pixels if alpha is None else np.concatenate([pixels, alpha[..., None]], axis=2)
+    data = data.astype(np.uint16 if sixteen else np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            im.save(f, format=fmt, **kwargs)
+            if sixteen and fmt == "PNG":
+                f.write(png16_bytes(data, photo.icc_profile, photo.exif))
+            elif sixteen:
+                import tifffile
+
+                tifffile.imwrite(f, data, photometric="rgb", iccprofile=photo.icc_profile,
+                                 extrasamples=("unassalpha",) if alpha is not None else None)
+            else:
+                im = Image.fromarray(data, "RGBA" if alpha is not None else "RGB")
+                kwargs: dict = {}
+                if photo.icc_profile:
+                    kwargs["icc_profile"] = photo.icc_profile
+                if photo.exif and fmt in ("JPEG", "PNG", "WEBP", "TIFF"):
+                    kwargs["exif"] = photo.exif
+                if fmt in ("JPEG", "WEBP"):
+                    kwargs["quality"] = quality
+                im.save(f, format=fmt, **kwargs)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def png16_bytes(data: np.ndarray, icc: bytes | None = None, exif: bytes | None = None) -> bytes:
+    """A 16-bit RGB or RGBA PNG (Pillow cannot write 16-bit colour PNGs)."""
+
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF)
+
+    h, w, c = data.shape
+    color_type = {3: 2, 4: 6}[c]
+    rows = data.astype(">u2").reshape(h, w * c).view(np.uint8)
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], axis=1).tobytes()  # filter type 0 per row
+    out = [b"\x89PNG\r\n\x1a\n", chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0))]
+    if icc:
+        out.append(chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc)))
+    if exif:
+        out.append(chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
+    out += [chunk(b"IDAT", zlib.compress(raw, 6)), chunk(b"IEND", b"")]
+    return b"".join(out)

@@ -1,7 +1,10 @@
 """The ``Colorizer``: full-resolution luminance kept, chroma predicted at a working size.
 
-    photo RGB ─► L (full res) ─► L at working size ─► model ─► ab ─► ab upsampled (bilinear) ─┐
-                 └──────────────────────────────────────────────────────────────────────────┴► Lab ─► RGB
+    photo ─► RGB/gray resized to the working size ─► L ─► network ─► ab (small) ─┐
+      └─► L at full resolution, strip by strip ◄── ab upsampled (bilinear) ◄─────┘ ─► Lab ─► RGB
+
+The full-resolution half runs in horizontal strips of about a megapixel, so a 100-megapixel scan
+needs memory for its pixels, not for float copies of them.
 """
 
 from __future__ import annotations
@@ -9,16 +12,19 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from colorize_cli.backends import TorchEngine
-from colorize_cli.color import denormalize_ab, lab_to_rgb, normalize_l, rgb_to_lab
+from colorize_cli.color import denormalize_ab, gray_to_l, lab_to_rgb, normalize_l, rgb_to_lab
+from colorize_cli.imageio import Photo
 from colorize_cli.models import get_spec
 from colorize_cli.weights import DEFAULT_MODEL, load_generator, resolve
 
-# The bundled models learned on photos shown at 64-128 px; predicting chroma at a long side of
-# 256 px keeps objects near the scale they were trained at (docs/quality.md measures 128-512
-# on bsds500/val) and costs ~0.1 s on a laptop CPU, whatever the photo's size.
+# The bundled models learned from photos shown at 64-128 px. Predicting chroma at a long side of
+# 256 px measured best on bsds500/val of the sizes tried (docs/quality.md), and costs ~0.1 s on a
+# laptop CPU whatever the photo's size; chroma is smooth, so upsampling it loses little.
 DEFAULT_WORKING_SIZE = 256
+STRIP_PIXELS = 1 << 20
 
 
 def working_shape(height: int, width: int, size: int, multiple: int) -> tuple[int, int]:
@@ -33,9 +39,14 @@ def resolve_device(device: str) -> torch.device:
     """``auto`` -> cuda if present else cpu; asking for CUDA where there is none is an error."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"--device {device}: not a device; use cpu, cuda, cuda:N or auto") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise RuntimeError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
     return dev
 
 
@@ -46,41 +57,66 @@ class Colorizer:
         model: a name from weights.toml, ``default``, or a path to exported ``.safetensors`` weights.
         device: ``cpu``, ``cuda[:N]`` or ``auto``.
         size: working size (long side in pixels); None = the default for the model.
+        half: fp16 on a GPU.
     """
 
-    def __init__(self, model: str = "default", device: str = "cpu", size: int | None = None):
+    def __init__(self, model: str = "default", device: str = "cpu", size: int | None = None, half: bool = False):
         self.device = resolve_device(device)
         name = DEFAULT_MODEL if model == "default" else model
         self.weights_path = resolve(name)
         net, self.config = load_generator(self.weights_path, self.device)
-        self.engine = TorchEngine(net, self.device)
+        self.engine = TorchEngine(net, self.device, half=half)
         self.spec = get_spec(self.config["arch"])
         self.size = size or self.spec.fixed_size or DEFAULT_WORKING_SIZE
         self.multiple = self.spec.size_multiple
 
-    @property
-    def name(self) -> str:
-        return self.config["arch"] if self.weights_path.suffix else str(self.weights_path)
-
-    @torch.no_grad()
-    def predict_ab(self, l_full: torch.Tensor) -> torch.Tensor:
-        """Lab L ``(N, 1, H, W)`` at full size -> predicted ab ``(N, 2, H, W)`` in Lab units."""
-        _n, _, height, width = l_full.shape
+    def working_shape(self, photo: Photo) -> tuple[int, int]:
+        """The (h, w) at which this model predicts the photo's chroma."""
         if self.spec.fixed_size:
-            h = w = self.spec.fixed_size
-        else:
-            h, w = working_shape(height, width, self.size, self.multiple)
-        small = F.interpolate(l_full, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
-        ab = self.engine(normalize_l(small))
-        return F.interpolate(denormalize_ab(ab), size=(height, width), mode="bilinear", align_corners=False)
+            return self.spec.fixed_size, self.spec.fixed_size
+        return working_shape(*photo.size, self.size, self.multiple)
 
-    def colorize_tensor(self, rgb: torch.Tensor) -> torch.Tensor:
-        """sRGB ``(N, 3, H, W)`` in [0, 1] -> colorized sRGB; the input's L is kept exactly."""
-        lum = rgb_to_lab(rgb)[:, :1]
-        ab = self.predict_ab(lum)
-        return lab_to_rgb(torch.cat([lum, ab], dim=1))
+    def working_input(self, photo: Photo) -> torch.Tensor:
+        """Normalised L ``(1, 1, h, w)`` of the photo resized (antialiased) to its working shape."""
+        h, w = self.working_shape(photo)
+        px = photo.pixels
+        if px.dtype == np.uint16:
+            px = (px >> 8).astype(np.uint8)  # the network does not need 16 bits of input
+        small = np.asarray(Image.fromarray(px).resize((w, h), Image.Resampling.BILINEAR, reducing_gap=2.0))
+        t = torch.from_numpy(small.astype(np.float32) / 255)
+        lum = gray_to_l(t)[None, None] if t.ndim == 2 else rgb_to_lab(t.permute(2, 0, 1)[None])[:, :1]
+        return normalize_l(lum)
 
-    def colorize_array(self, rgb: np.ndarray) -> np.ndarray:
-        """One photo as float ``(H, W, 3)`` in [0, 1] -> colorized float ``(H, W, 3)``."""
-        t = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
-        return self.colorize_tensor(t)[0].permute(1, 2, 0).numpy()
+    def predict(self, l_norm: torch.Tensor) -> torch.Tensor:
+        """Normalised L batch ``(N, 1, h, w)`` -> ab in Lab units ``(N, 2, h, w)``."""
+        return denormalize_ab(self.engine(l_norm))
+
+    def finish(self, photo: Photo, ab_small: torch.Tensor) -> np.ndarray:
+        """Combine the photo's full-resolution L with ``ab_small`` (2, h, w) upsampled; returns
+        RGB (H, W, 3) in the photo's bit depth."""
+        height, width = photo.size
+        h = ab_small.shape[-2]
+        # bilinear upsampling (align_corners=False), done separably: width once, height per strip
+        ab_rows = F.interpolate(ab_small[None].float(), size=(h, width), mode="bilinear", align_corners=False)[0]
+        maxval = photo.maxval
+        out = np.empty((height, width, 3), dtype=photo.pixels.dtype)
+        step = max(1, STRIP_PIXELS // width)
+        for y0 in range(0, height, step):
+            y1 = min(height, y0 + step)
+            src = ((torch.arange(y0, y1, dtype=torch.float32) + 0.5) * (h / height) - 0.5).clamp(min=0)
+            i0 = src.floor().long().clamp(max=h - 1)
+            i1 = (i0 + 1).clamp(max=h - 1)
+            t = (src - i0).view(1, -1, 1)
+            ab = ab_rows[:, i0] * (1 - t) + ab_rows[:, i1] * t
+            strip = torch.from_numpy(photo.pixels[y0:y1].astype(np.float32)) / maxval
+            if strip.ndim == 2:
+                lum = gray_to_l(strip)[None]
+            else:
+                lum = rgb_to_lab(strip.permute(2, 0, 1))[:1]
+            rgb = lab_to_rgb(torch.cat([lum, ab], dim=0)).permute(1, 2, 0)
+            out[y0:y1] = (rgb * maxval).round_().numpy().astype(out.dtype)
+        return out
+
+    def colorize(self, photo: Photo) -> np.ndarray:
+        """One photo -> colorized RGB (H, W, 3) in its bit depth."""
+        return self.finish(photo, self.predict(self.working_input(photo))[0])
