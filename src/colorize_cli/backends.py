@@ -8,8 +8,11 @@ batching), so every backend gives the same pipeline.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
-import torch.nn as nn
+from torch import nn
 
 
 class TorchEngine:
@@ -30,3 +33,103 @@ class TorchEngine:
     def __call__(self, l_norm: torch.Tensor) -> torch.Tensor:
         out = self.net(l_norm.to(self.device, self.dtype))
         return out.float().cpu()
+
+
+def physical_cores() -> int:
+    """Physical cores this process may use (hyper-threads only slow convolutions down)."""
+    try:
+        cpus = os.sched_getaffinity(0)
+        topology = Path("/sys/devices/system/cpu")
+        cores = {
+            ((topology / f"cpu{c}/topology/physical_package_id").read_text().strip(),
+             (topology / f"cpu{c}/topology/core_id").read_text().strip())
+            for c in cpus
+        }
+        return max(1, len(cores))
+    except (AttributeError, OSError):
+        return max(1, (os.cpu_count() or 2) // 2)
+
+
+def default_threads() -> int:
+    """Intra-op threads for ONNX Runtime: ``OMP_NUM_THREADS`` if set (the knob that limits torch
+    too), else the physical cores."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    return int(env) if env.isdigit() and int(env) > 0 else physical_cores()
+
+
+def onnx_providers(device: str) -> list:
+    """ONNX Runtime providers for a ``--device`` value; CUDA asked for by name is never optional."""
+    import onnxruntime as ort
+
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device == "auto":
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        return ["CPUExecutionProvider"]
+    index = device.partition(":")[2]
+    if device == "cuda" or (device.startswith("cuda:") and index.isdigit()):
+        return [("CUDAExecutionProvider", {"device_id": int(index or 0)}), "CPUExecutionProvider"]
+    raise ValueError(f"--device {device}: use cpu, cuda, cuda:N or auto")
+
+
+class OnnxEngine:
+    """ONNX Runtime on an exported ``.onnx`` file (see :mod:`colorize_cli.export`).
+
+    Args:
+        path: the ``.onnx`` file.
+        providers: ONNX Runtime execution providers, names or ``(name, options)`` pairs, in order
+            of preference. Each one named here must be available and must start: a CUDA request
+            on a machine without it is an error, never a silent run on the CPU.
+        threads: intra-op threads (default: :func:`default_threads`).
+    """
+
+    name = "onnx"
+
+    def __init__(self, path: str | Path, providers: list | None = None, threads: int | None = None):
+        import onnxruntime as ort
+
+        providers = list(providers or ["CPUExecutionProvider"])
+        wanted = [p if isinstance(p, str) else p[0] for p in providers]
+        available = ort.get_available_providers()
+        for name in wanted:
+            if name not in available:
+                raise RuntimeError(f"ONNX Runtime has no {name} on this machine (available: "
+                                   f"{', '.join(available)}); for CUDA install onnxruntime-gpu, "
+                                   "or use --device cpu")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or default_threads()
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3  # errors only: ORT warns about every node placed on the CPU
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"{path}: ONNX file not found")
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        except Exception as exc:  # onnxruntime's own error types derive from Exception only
+            raise RuntimeError(f"{path}: ONNX Runtime cannot load it: {_first_line(exc)}") from exc
+        started = self.session.get_providers()
+        for name in wanted:
+            if name not in started:
+                raise RuntimeError(f"{name} failed to start (ONNX Runtime fell back to "
+                                   f"{', '.join(started)}); check the CUDA/cuDNN libraries, "
+                                   "or use --device cpu")
+        self.providers = started
+        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
+
+    def __call__(self, l_norm: torch.Tensor) -> torch.Tensor:
+        x = l_norm.detach().to("cpu", torch.float32).contiguous().numpy()
+        try:
+            (out,) = self.session.run([self.output_name], {self.input_name: x})
+        except Exception as exc:
+            raise RuntimeError(f"{self.path}: input {tuple(x.shape)}: {_first_line(exc)}") from exc
+        return torch.from_numpy(out)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__

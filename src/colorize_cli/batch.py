@@ -124,6 +124,7 @@ class BatchOptions:
     skip_color: bool = False
     device: str = "cpu"
     half: bool = False
+    backend: str = "torch"
     batch_size: int = 4
     max_pixels: int | None = None
     quiet: bool = False
@@ -148,7 +149,8 @@ def run_batch(inputs: list, **options) -> int:
         err(f"error: no such file or folder: {', '.join(missing)}")
         return EXIT_USAGE
     try:
-        colorizer = Colorizer(opts.model, device=opts.device, size=opts.size, half=opts.half)
+        colorizer = Colorizer(opts.model, device=opts.device, size=opts.size, half=opts.half,
+                              backend=opts.backend)
     except (KeyError, FileNotFoundError, ValueError, RuntimeError) as exc:
         err(f"error: {error_message(exc)}")
         return EXIT_USAGE

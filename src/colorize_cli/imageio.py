@@ -8,6 +8,7 @@ interrupted run never leaves a half-written output.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import tempfile
@@ -26,6 +27,7 @@ FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".ti
 FORMAT_SUFFIX = {"jpg": ".jpg", "png": ".png", "webp": ".webp", "tiff": ".tif"}
 DEFAULT_MAX_PIXELS = 200_000_000
 _EXIF_ORIENTATION = 0x0112
+_EXIF_FORMATS = ("JPEG", "PNG", "WEBP")  # formats whose EXIF block we read and write
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
@@ -117,7 +119,8 @@ def read_image(path: Path) -> Photo:
         raise ImageReadError(f"not a readable image ({exc})") from None
     if orientation != 1:
         exif[_EXIF_ORIENTATION] = 1  # orientation has been applied to the pixels
-    exif_bytes = exif.tobytes() if len(exif) else None
+    # a TIFF's "EXIF" is its own image directory (sizes, strip offsets): never copy that elsewhere
+    exif_bytes = exif.tobytes() if len(exif) and fmt in _EXIF_FORMATS else None
     mode, alpha = im.mode, None
     if wide is not None:
         pixels = _orient(wide[..., :3], orientation)
@@ -128,7 +131,7 @@ def read_image(path: Path) -> Photo:
             arr = np.clip(arr, 0, 65535)
         pixels = arr.astype(np.uint16) if mode != "F" or arr.max(initial=0) > 1 else (arr * 65535).astype(np.uint16)
     elif mode in ("1", "L"):
-        pixels = np.asarray(im.convert("L"))
+        pixels = np.array(im.convert("L"))
     elif mode == "LA" or (mode in ("P", "PA") and _palette_is_gray(im)):
         la = np.asarray(im.convert("LA"))
         pixels = la[..., 0].copy()
@@ -138,9 +141,7 @@ def read_image(path: Path) -> Photo:
             rgba = np.asarray(im.convert("RGBA"))
             pixels, alpha = rgba[..., :3].copy(), rgba[..., 3].copy()
         else:
-            pixels = np.asarray(im.convert("RGB"))
-    if alpha is not None and alpha.min() == alpha.max() == (65535 if alpha.dtype == np.uint16 else 255):
-        alpha = None  # an opaque alpha channel carries nothing
+            pixels = np.array(im.convert("RGB"))
     return Photo(pixels, alpha, _rgb_profile(icc), exif_bytes, mode, fmt, notes)
 
 
@@ -195,14 +196,16 @@ def write_image(path: Path, pixels: np.ndarray, photo: Photo, quality: int = 95)
             elif sixteen:
                 import tifffile
 
-                tifffile.imwrite(f, data, photometric="rgb", iccprofile=photo.icc_profile,
+                buf = io.BytesIO()  # tifffile wants a named file or a buffer, not a raw descriptor
+                tifffile.imwrite(buf, data, photometric="rgb", iccprofile=photo.icc_profile,
                                  extrasamples=("unassalpha",) if alpha is not None else None)
+                f.write(buf.getvalue())
             else:
                 im = Image.fromarray(data, "RGBA" if alpha is not None else "RGB")
                 kwargs: dict = {}
                 if photo.icc_profile:
                     kwargs["icc_profile"] = photo.icc_profile
-                if photo.exif and fmt in ("JPEG", "PNG", "WEBP", "TIFF"):
+                if photo.exif and fmt in _EXIF_FORMATS:
                     kwargs["exif"] = photo.exif
                 if fmt in ("JPEG", "WEBP"):
                     kwargs["quality"] = quality

@@ -9,13 +9,16 @@ needs memory for its pixels, not for float copies of them.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from colorize_cli.backends import TorchEngine
-from colorize_cli.color import denormalize_ab, gray_to_l, lab_to_rgb, normalize_l, rgb_to_lab
+from colorize_cli.backends import OnnxEngine, TorchEngine, onnx_providers
+from colorize_cli.color import denormalize_ab, gray_to_l, lab_to_pixels, normalize_l, pixels_to_l, rgb_to_lab
 from colorize_cli.imageio import Photo
 from colorize_cli.models import get_spec
 from colorize_cli.weights import DEFAULT_MODEL, load_generator, resolve
@@ -54,26 +57,53 @@ class Colorizer:
     """Colorize photos with one model.
 
     Args:
-        model: a name from weights.toml, ``default``, or a path to exported ``.safetensors`` weights.
+        model: a name from weights.toml, ``default``, a path to exported ``.safetensors`` weights, or
+            a ``.onnx`` file from ``colorize export`` (which implies ``backend="onnx"``).
         device: ``cpu``, ``cuda[:N]`` or ``auto``.
         size: working size (long side in pixels); None = the default for the model.
         half: fp16 on a GPU.
+        backend: ``torch`` (eager) or ``onnx`` (ONNX Runtime; weights are exported once into the
+            cache, see :func:`colorize_cli.export.cached_onnx`).
     """
 
-    def __init__(self, model: str = "default", device: str = "cpu", size: int | None = None, half: bool = False):
-        self.device = resolve_device(device)
+    def __init__(self, model: str = "default", device: str = "cpu", size: int | None = None,
+                 half: bool = False, backend: str = "torch"):
         name = DEFAULT_MODEL if model == "default" else model
-        self.weights_path = resolve(name)
-        net, self.config = load_generator(self.weights_path, self.device)
-        self.engine = TorchEngine(net, self.device, half=half)
-        self.spec = get_spec(self.config["arch"])
-        self.size = size or self.spec.fixed_size or DEFAULT_WORKING_SIZE
-        self.multiple = self.spec.size_multiple
+        if str(name).endswith(".onnx"):
+            backend = "onnx"
+        if backend == "onnx":
+            if half:
+                raise ValueError("--half is for the torch backend; for ONNX use 'colorize export --fp16'")
+            self._init_onnx(name, device)
+        elif backend == "torch":
+            self.device = resolve_device(device)
+            self.weights_path = resolve(name)
+            net, self.config = load_generator(self.weights_path, self.device)
+            self.engine = TorchEngine(net, self.device, half=half)
+            spec = get_spec(self.config["arch"])
+            self.fixed_size, self.multiple = spec.fixed_size, spec.size_multiple
+        else:
+            raise ValueError(f"--backend {backend}: use torch or onnx")
+        self.size = size or self.fixed_size or DEFAULT_WORKING_SIZE
+
+    def _init_onnx(self, name: str, device: str) -> None:
+        """ONNX Runtime engine on a ``.onnx`` file, or on the cached export of weights; the size rule
+        and config come from the file's metadata."""
+        from colorize_cli.export import cached_onnx
+
+        self.device = torch.device("cpu")  # the engine takes and returns CPU tensors
+        self.weights_path = Path(name) if str(name).endswith(".onnx") else cached_onnx(resolve(name))
+        self.engine = OnnxEngine(self.weights_path, providers=onnx_providers(device))
+        meta = self.engine.metadata
+        if "config" not in meta:
+            raise ValueError(f"{self.weights_path}: no colorize-cli metadata; make the file with 'colorize export'")
+        self.config = json.loads(meta["config"])
+        self.fixed_size, self.multiple = int(meta["fixed_size"] or 0) or None, int(meta["size_multiple"])
 
     def working_shape(self, photo: Photo) -> tuple[int, int]:
         """The (h, w) at which this model predicts the photo's chroma."""
-        if self.spec.fixed_size:
-            return self.spec.fixed_size, self.spec.fixed_size
+        if self.fixed_size:
+            return self.fixed_size, self.fixed_size
         return working_shape(*photo.size, self.size, self.multiple)
 
     def working_input(self, photo: Photo) -> torch.Tensor:
@@ -99,6 +129,7 @@ class Colorizer:
         # bilinear upsampling (align_corners=False), done separably: width once, height per strip
         ab_rows = F.interpolate(ab_small[None].float(), size=(h, width), mode="bilinear", align_corners=False)[0]
         maxval = photo.maxval
+        pixels = torch.from_numpy(photo.pixels.astype(np.int32) if maxval > 255 else photo.pixels)
         out = np.empty((height, width, 3), dtype=photo.pixels.dtype)
         step = max(1, STRIP_PIXELS // width)
         for y0 in range(0, height, step):
@@ -107,14 +138,9 @@ class Colorizer:
             i0 = src.floor().long().clamp(max=h - 1)
             i1 = (i0 + 1).clamp(max=h - 1)
             t = (src - i0).view(1, -1, 1)
-            ab = ab_rows[:, i0] * (1 - t) + ab_rows[:, i1] * t
-            strip = torch.from_numpy(photo.pixels[y0:y1].astype(np.float32)) / maxval
-            if strip.ndim == 2:
-                lum = gray_to_l(strip)[None]
-            else:
-                lum = rgb_to_lab(strip.permute(2, 0, 1))[:1]
-            rgb = lab_to_rgb(torch.cat([lum, ab], dim=0)).permute(1, 2, 0)
-            out[y0:y1] = (rgb * maxval).round_().numpy().astype(out.dtype)
+            ab = torch.lerp(ab_rows[:, i0], ab_rows[:, i1], t)
+            lum = pixels_to_l(pixels[y0:y1], maxval)
+            out[y0:y1] = lab_to_pixels(lum, ab, maxval).numpy()
         return out
 
     def colorize(self, photo: Photo) -> np.ndarray:
