@@ -1,8 +1,8 @@
 """The ``colorize`` command line: a thin layer over the Python API.
 
 ``colorize PHOTO...`` colorizes (the default command, no sub-command name needed); ``train``,
-``eval`` and ``models`` are sub-commands. Heavy imports (torch) happen inside the commands so that
-``colorize --version`` and ``--help`` answer at once.
+``eval``, ``export``, ``models``, ``download`` and ``publish`` are sub-commands. Heavy imports
+(torch) happen inside the commands so that ``colorize --version`` and ``--help`` answer at once.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     help="Put plausible colour into black-and-white photos.\n\n"
     "colorize PHOTO_OR_FOLDER... colorizes with the bundled default model (see 'colorize colorize --help' "
-    "for its options); the sub-commands train, eval and models do the rest.",
+    "for its options); the sub-commands train, eval, export, models, download and publish do the rest.",
 )
 
 
@@ -69,7 +69,8 @@ def _fail(problem: str | BaseException, code: int = 1) -> None:
 def colorize_command(
     inputs: Annotated[list[str], typer.Argument(help="Photos, folders (walked recursively) or glob patterns.",
                                                 show_default=False)],
-    model: Annotated[str, typer.Option(help="Model name from weights.toml, or a .safetensors path.")] = "default",
+    model: Annotated[str, typer.Option(help="Model name from weights.toml, a .safetensors path, or "
+                                       "hf://OWNER/REPO[@REVISION][/FILE] (docs/hub.md).")] = "default",
     output: Annotated[Path | None, typer.Option(help="Write outputs under this folder "
                                                    "(mirroring input folders) instead of beside the inputs.")] = None,
     size: Annotated[int, typer.Option(help="Working size: the long side, in pixels, at which colour is "
@@ -84,6 +85,9 @@ def colorize_command(
                                              "they are colorized from their luminance).")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "cpu",
     half: Annotated[bool, typer.Option(help="Half precision (GPU only).")] = False,
+    backend: Annotated[str, typer.Option(help="torch, or onnx (ONNX Runtime; weights are exported "
+                                         "once into $COLORIZE_CACHE/onnx). A .onnx --model implies "
+                                         "onnx.")] = "torch",
     batch_size: Annotated[int, typer.Option(min=1, help="Photos per network call (photos of the same "
                                             "working shape are batched).")] = 4,
     max_pixels: Annotated[int | None, typer.Option(help="Refuse images larger than this many pixels "
@@ -91,15 +95,27 @@ def colorize_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary; errors only.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="End stdout with one JSON summary line.")] = False,
     debug: Annotated[bool, typer.Option(help="Show tracebacks of failures.")] = False,
+    offline: Annotated[bool, typer.Option(help="Never contact the Hub: use bundled or cached weights "
+                                          "(as HF_HUB_OFFLINE=1).")] = False,
+    cache_dir: Annotated[Path | None, typer.Option(help="colorize-cli cache folder; downloaded weights "
+                                                        "go in CACHE_DIR/hub (default: $COLORIZE_CACHE, "
+                                                        "else the Hugging Face cache).")] = None,
+    trust_remote_pickle: Annotated[bool, typer.Option(help="Allow a .pt/.pth/.bin/.ckpt checkpoint from "
+                                                      "the Hub (read with torch.load(weights_only=True))."
+                                                      )] = False,
 ) -> None:
     """Colorize photos; writes {stem}_color{ext} beside each input (or under --output)."""
     from colorize_cli.batch import run_batch
+    from colorize_cli.hub import hub_options
 
     if fmt not in ("same", "jpg", "png", "webp", "tiff"):
         _fail(f"--format {fmt}: use same, jpg, png, webp or tiff", 2)
-    code = run_batch(inputs, model=model, output=output, size=size or None, suffix=suffix, fmt=fmt,
-                     quality=quality, overwrite=overwrite, skip_color=skip_color, device=device, half=half,
-                     batch_size=batch_size, max_pixels=max_pixels, quiet=quiet, json=json_out, debug=debug)
+    with hub_options(offline=offline or None, cache_dir=cache_dir, trust_remote_pickle=trust_remote_pickle,
+                     progress=not quiet):
+        code = run_batch(inputs, model=model, output=output, size=size or None, suffix=suffix, fmt=fmt,
+                         quality=quality, overwrite=overwrite, skip_color=skip_color, device=device,
+                         half=half, backend=backend, batch_size=batch_size, max_pixels=max_pixels,
+                         quiet=quiet, json=json_out, debug=debug)
     raise typer.Exit(code)
 
 
@@ -123,6 +139,10 @@ def train(
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
     resume: Annotated[bool, typer.Option(help="Continue from OUTPUT/checkpoint.pt.")] = False,
+    push_to_hub: Annotated[str | None, typer.Option(metavar="OWNER/REPO", help="When training ends, "
+                                                    "upload the weights, config and a model card to this "
+                                                    "Hugging Face repo (token: HF_TOKEN or 'hf auth "
+                                                    "login').")] = None,
 ) -> None:
     """Train a model of the zoo on a folder of colour photos."""
     from colorize_cli.data import find_images
@@ -136,10 +156,26 @@ def train(
     config = TrainConfig(model=model, dataset=str(dataset), output=str(output), steps=steps,
                          batch_size=batch_size, size=size, lr=lr, val=str(val) if val else None,
                          checkpoint_every=checkpoint_every, rebalance=rebalance, seed=seed, threads=threads)
+    if push_to_hub:
+        from colorize_cli.hub import check_can_push
+
+        try:
+            check_can_push(push_to_hub)  # before hours of training, not after
+        except (ValueError, RuntimeError) as exc:
+            _fail(exc, 2)
     try:
-        run_training(config, resume=resume, device=device)
+        weights = run_training(config, resume=resume, device=device)
     except (FileNotFoundError, ValueError, KeyError) as exc:
         _fail(exc)
+    if push_to_hub:
+        from colorize_cli.hub import push_run
+
+        try:
+            result = push_run(weights, push_to_hub)
+        except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
+            _fail(exc)
+        print(f"pushed {weights.name} to {result.uri}", file=sys.stderr)
+        print(f"next: colorize --model {result.uri} PHOTO", file=sys.stderr)
 
 
 @app.command("eval")
@@ -167,7 +203,7 @@ def eval_command(
         _fail(f"{data}: data folder not found", 2)
     try:
         results = run_eval(names, data, output, limit=limit, device=device)
-    except (FileNotFoundError, KeyError, RuntimeError) as exc:
+    except (FileNotFoundError, KeyError, RuntimeError, ValueError) as exc:
         _fail(exc)
     from rich.console import Console
     from rich.table import Table
@@ -188,27 +224,134 @@ def eval_command(
 
 
 @app.command()
-def models() -> None:
-    """List the models of the zoo: study, parameters, and whether trained weights are installed."""
+def models(
+    cache_dir: Annotated[Path | None, typer.Option(help="colorize-cli cache folder (default: "
+                                                        "$COLORIZE_CACHE, else the Hugging Face "
+                                                        "cache).")] = None,
+) -> None:
+    """List the models of the zoo: study, parameters, file size, where the weights are (bundled,
+    cached, remote or not published) and their headline metrics from weights.toml."""
     from rich.console import Console
     from rich.table import Table
 
+    from colorize_cli.hub import where
     from colorize_cli.models import create_model, get_spec, list_models
-    from colorize_cli.weights import DEFAULT_MODEL, read_weights_toml
+    from colorize_cli.weights import DEFAULT_MODEL, bundled_path, read_weights_toml
 
-    entries = read_weights_toml()
+    try:
+        entries = read_weights_toml()
+    except ValueError as exc:
+        _fail(exc, 2)
     table = Table()
-    for col in ("name", "study", "parameters", "weights", "AuC (bsds500/test)"):
+    for col in ("name", "study", "parameters", "size", "weights", "metrics"):
         table.add_column(col)
-    for name in list_models():
-        spec = get_spec(name)
-        params = sum(p.numel() for p in create_model(name).parameters())
+    for name in [*list_models(), *(n for n in entries if n not in list_models())]:
         entry = entries.get(name)
-        where = "bundled" if entry and entry.bundled else "not trained yet"
-        auc = str(entry.info.get("metrics", {}).get("auc", "–")) if entry else "–"
+        arch = entry.arch if entry else name
+        params = sum(p.numel() for p in create_model(arch).parameters())
+        status = where(entry, cache_dir) if entry else "not trained yet"
+        nbytes = entry.size if entry else 0
+        if entry and not nbytes and status == "bundled":
+            nbytes = bundled_path(entry).stat().st_size
+        metrics = ", ".join(f"{k} {v}" for k, v in entry.metrics.items()) if entry else ""
         label = f"{name} (default)" if name == DEFAULT_MODEL else name
-        table.add_row(label, spec.study, f"{params / 1e6:.2f} M", where, auc)
+        table.add_row(label, get_spec(arch).study, f"{params / 1e6:.2f} M",
+                      f"{nbytes / 1e6:.1f} MB" if nbytes else "–", status, metrics or "–")
     Console().print(table)
+
+
+@app.command()
+def download(
+    names: Annotated[list[str] | None, typer.Argument(help="Model names from weights.toml, or "
+                                                      "hf://OWNER/REPO[@REVISION][/FILE].",
+                                                      show_default=False)] = None,
+    all_models: Annotated[bool, typer.Option("--all", help="Every model of weights.toml that is "
+                                             "published.")] = False,
+    cache_dir: Annotated[Path | None, typer.Option(help="colorize-cli cache folder; weights go in "
+                                                        "CACHE_DIR/hub (default: $COLORIZE_CACHE, else the "
+                                                        "Hugging Face cache).")] = None,
+    trust_remote_pickle: Annotated[bool, typer.Option(help="Allow .pt/.pth/.bin/.ckpt checkpoints.")] = False,
+) -> None:
+    """Fetch weights into the cache now (pinned and sha256-checked), so later runs work offline."""
+    from colorize_cli.batch import error_message
+    from colorize_cli.hub import locate
+    from colorize_cli.weights import read_weights_toml
+
+    names = list(names or [])
+    if all_models:
+        try:
+            entries = read_weights_toml()
+        except ValueError as exc:
+            _fail(exc, 2)
+        names += [n for n, e in entries.items() if e.published and n not in names]
+        for n in (n for n, e in entries.items() if not e.published):
+            print(f"{n}: not published, skipped", file=sys.stderr)
+    if not names:
+        _fail("name the models to download, or pass --all", 2)
+    failed = 0
+    for name in names:
+        try:
+            path, how = locate(name, cache_dir=cache_dir, trust_remote_pickle=trust_remote_pickle)
+        except (KeyError, FileNotFoundError, ValueError, RuntimeError) as exc:
+            print(f"error: {error_message(exc)}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{name}: {how} {path}")
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def publish(
+    name: Annotated[str, typer.Argument(help="Model name from weights.toml.", show_default=False)],
+    repo: Annotated[str, typer.Option(metavar="OWNER/REPO", help="Hugging Face model repository (created if "
+                                      "missing; token: HF_TOKEN or 'hf auth login').", show_default=False)],
+    weights: Annotated[Path | None, typer.Option(help="The .safetensors to upload (default: the bundled "
+                                                      "file).")] = None,
+    private: Annotated[bool, typer.Option(help="Create the repository private.")] = False,
+) -> None:
+    """Upload a model's weights, config and model card to the Hub, then pin the returned commit and
+    the file's sha256 in weights.toml (only that model's table is rewritten)."""
+    from colorize_cli.hub import publish as publish_model
+    from colorize_cli.weights import weights_toml_path
+
+    try:
+        result = publish_model(name, repo, weights=weights, private=private)
+    except (KeyError, FileNotFoundError, ValueError, RuntimeError) as exc:
+        _fail(exc, 2 if isinstance(exc, KeyError) else 1)
+    print(f"published {name}: {result.uri} (sha256 {result.sha256[:12]}…, {result.size / 1e6:.1f} MB)")
+    print(f"{weights_toml_path()}: [models.{name}] revision = {result.commit}")
+    print(f"next: colorize download {name}")
+
+
+@app.command("export")
+def export_command(
+    model: Annotated[str, typer.Option(help="Model name from weights.toml, or a .safetensors "
+                                       "path.")] = "default",
+    output: Annotated[Path | None, typer.Option(help="The .onnx file to write (default: "
+                                                   "MODEL[-fp16|-int8].onnx in the current folder).")] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset version.")] = 17,
+    static_size: Annotated[int | None, typer.Option(help="Fix height and width to this many "
+                                                         "pixels (default: dynamic batch, height and "
+                                                         "width).")] = None,
+    fp16: Annotated[bool, typer.Option("--fp16", help="Store weights in float16 (half the file); "
+                                       "input and output stay float32. For GPUs: on a CPU ONNX Runtime "
+                                       "computes in float32 anyway, a little slower.")] = False,
+    quantize: Annotated[str | None, typer.Option(help="int8: static int8 quantisation calibrated "
+                                                      "on bundled photos (a quarter of the file).")] = None,
+) -> None:
+    """Export a model to ONNX, check it, and compare ONNX Runtime with torch on random and real inputs."""
+    from colorize_cli.export import export_onnx
+    from colorize_cli.weights import DEFAULT_MODEL
+
+    name = DEFAULT_MODEL if model == "default" else model
+    if output is None:
+        tag = "-int8" if quantize else "-fp16" if fp16 else ""
+        output = Path(f"{Path(name).stem}{tag}.onnx")
+    try:
+        result = export_onnx(name, output, opset=opset, static_size=static_size, fp16=fp16, quantize=quantize)
+    except (FileNotFoundError, KeyError, ValueError, RuntimeError) as exc:
+        _fail(exc)
+    print(result.summary())
 
 
 def main() -> None:

@@ -149,7 +149,7 @@ class Trainer:
         self.opt_g.step()
         self.step += 1
         logs["loss_l1"] = float(l1_loss(fake.detach(), ab))
-        logs["loss_g"] = float(loss_g)
+        logs["loss_g"] = float(loss_g.detach())
         return logs
 
     # ----- validation -----

@@ -2,14 +2,17 @@
 
 An exported model is ``NAME.safetensors`` (fp16 tensors; the safetensors header metadata holds
 ``arch`` and the JSON ``options`` the builder needs) plus ``NAME.json`` beside it with the same
-config, readable without torch. Resolution of a model *name* goes through ``weights.toml``: a local
-path, else the file bundled inside the package.
+config, readable without torch. A model *name* is resolved through ``weights.toml`` by
+``colorize_cli.hub``: a local path, the file bundled inside the package, the Hugging Face cache, or a
+download pinned to a Hub commit and checked against the sha256 written here (docs/hub.md).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -24,11 +27,16 @@ from colorize_cli import __version__
 from colorize_cli.models import create_model, get_spec
 
 DEFAULT_MODEL = "unet-sn"
+WEIGHTS_TOML_ENV = "COLORIZE_WEIGHTS_TOML"
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_CORE_KEYS = ("filename", "sha256", "arch", "bundled")
 
 
 @dataclass
 class WeightsEntry:
-    """One ``[models.NAME]`` table of weights.toml."""
+    """One ``[models.NAME]`` table of weights.toml; keys other than the core four are in ``info``."""
 
     name: str
     filename: str
@@ -36,6 +44,35 @@ class WeightsEntry:
     arch: str
     bundled: bool
     info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def repo_id(self) -> str:
+        return str(self.info.get("repo_id", ""))
+
+    @property
+    def revision(self) -> str:
+        """The Hub commit hash the file was published at; "" while unpublished."""
+        return str(self.info.get("revision", ""))
+
+    @property
+    def published(self) -> bool:
+        return bool(self.info.get("published", bool(self.revision)))
+
+    @property
+    def size(self) -> int:
+        return int(self.info.get("size", 0) or 0)
+
+    @property
+    def license(self) -> str:
+        return str(self.info.get("license", ""))
+
+    @property
+    def trained_on(self) -> str:
+        return str(self.info.get("trained_on", ""))
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return dict(self.info.get("metrics", {}))
 
 
 def sha256_of(path: Path) -> str:
@@ -51,23 +88,115 @@ def _package_file(name: str) -> Path:
 
 
 def weights_toml_path() -> Path:
-    """The installed weights.toml (a wheel carries a copy inside the package; a source checkout
-    or editable install reads the one at the repository root)."""
+    """The weights.toml in use: ``$COLORIZE_WEIGHTS_TOML`` if set, else the installed one (a wheel
+    carries a copy inside the package; a source checkout or editable install reads the one at the
+    repository root)."""
+    if os.environ.get(WEIGHTS_TOML_ENV):
+        return Path(os.environ[WEIGHTS_TOML_ENV])
     inside = _package_file("weights.toml")
     return inside if inside.exists() else Path(__file__).resolve().parents[2] / "weights.toml"
 
 
-def read_weights_toml() -> dict[str, WeightsEntry]:
-    """Entries of the ``weights.toml`` installed with the package."""
-    data = tomllib.loads(weights_toml_path().read_text())
+def _check_entry(where: str, entry: WeightsEntry) -> None:
+    if entry.published:
+        if not entry.repo_id or not _COMMIT.fullmatch(entry.revision) or not _SHA256.fullmatch(entry.sha256):
+            raise ValueError(f"{where}: a published model needs repo_id, a 40-hex commit hash as revision "
+                             "(never a branch) and the file's sha256; run 'colorize publish' to write them")
+    elif entry.revision:
+        raise ValueError(f"{where}: revision {entry.revision!r} is set but published = false; "
+                         'set revision = "" until the weights are published')
+
+
+def read_weights_toml(path: Path | None = None) -> dict[str, WeightsEntry]:
+    """Entries of weights.toml (``path``, default :func:`weights_toml_path`), checked for consistency."""
+    path = Path(path) if path else weights_toml_path()
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read the weights list ({exc})") from exc
     entries = {}
     for name, t in data.get("models", {}).items():
-        known = {"filename", "sha256", "arch", "bundled"}
-        entries[name] = WeightsEntry(
-            name, t["filename"], t["sha256"], t["arch"], bool(t.get("bundled", False)),
-            {k: v for k, v in t.items() if k not in known},
-        )
+        where = f"{path}: [models.{name}]"
+        missing = [k for k in ("filename", "arch") if not t.get(k)]
+        if missing:
+            raise ValueError(f"{where} lacks {', '.join(missing)}")
+        info = {k: v for k, v in t.items() if k not in _CORE_KEYS}
+        bundled = bool(t.get("bundled", False))
+        entry = WeightsEntry(name, t["filename"], t.get("sha256", ""), t["arch"], bundled, info)
+        _check_entry(where, entry)
+        entries[name] = entry
     return entries
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a TOML basic string for the values we write
+    raise TypeError(f"cannot write {value!r} to weights.toml")
+
+
+def _split_comment(line: str) -> tuple[str, str]:
+    """``key = value  # note`` -> ("key = value", "  # note"), for one-line scalar values."""
+    body = line.rstrip("\r\n")
+    for i, ch in enumerate(body):
+        if ch == "#":
+            try:
+                tomllib.loads(body[:i])
+            except tomllib.TOMLDecodeError:
+                continue
+            return body[:i].rstrip(), body[len(body[:i].rstrip()):]
+    return body, ""
+
+
+def update_weights_toml(name: str, values: dict[str, Any], path: Path | None = None) -> Path:
+    """Set ``values`` in the ``[models.NAME]`` table of weights.toml, leaving every other line alone.
+
+    Keys already in the table are rewritten in place (keeping their trailing comments); new keys go
+    after the table's last key; a missing table is appended. The result is parsed back and checked
+    before it atomically replaces the file. Returns the path written.
+    """
+    path = Path(path) if path else weights_toml_path()
+    text = path.read_text()
+    before = tomllib.loads(text)
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    header = re.compile(r'^\s*\[\s*models\s*\.\s*("?)' + re.escape(name) + r'\1\s*\]\s*(#.*)?$')
+    start = next((i for i, ln in enumerate(lines) if header.match(ln)), None)
+    if start is None:
+        lines += ["\n", f"[models.{name}]\n"] + [f"{k} = {_toml_value(v)}\n" for k, v in values.items()]
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].lstrip().startswith("[")), len(lines))
+        last_key = start
+        todo = dict(values)
+        for i in range(start + 1, end):
+            m = re.match(r'^(\s*)"?([A-Za-z0-9_-]+)"?\s*=', lines[i])
+            if not m:
+                continue
+            last_key = i
+            if m[2] in todo:
+                body, comment = _split_comment(lines[i])
+                try:
+                    tomllib.loads(body)
+                except tomllib.TOMLDecodeError as exc:
+                    raise ValueError(f"{path}:{i + 1}: {m[2]} is not a one-line value; "
+                                     "edit it by hand") from exc
+                lines[i] = f"{m[1]}{m[2]} = {_toml_value(todo.pop(m[2]))}{comment}\n"
+        new = [f"{k} = {_toml_value(v)}\n" for k, v in todo.items()]
+        lines[last_key + 1:last_key + 1] = new
+    result = "".join(lines)
+    after = tomllib.loads(result)
+    expected = {**before, "models": {**before.get("models", {}),
+                                     name: {**before.get("models", {}).get(name, {}), **values}}}
+    if after != expected:
+        raise RuntimeError(f"{path}: rewriting [models.{name}] would change other values; edit it by hand")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(result)
+    tmp.replace(path)
+    return path
 
 
 def export_generator(model: nn.Module, arch: str, path: Path, extra: dict[str, Any] | None = None,
@@ -87,39 +216,71 @@ def export_generator(model: nn.Module, arch: str, path: Path, extra: dict[str, A
     return path
 
 
-def load_generator(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Build the generator described by an exported ``.safetensors`` file and load its weights."""
-    path = Path(path)
-    from safetensors import safe_open
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    if "config" not in meta:
-        raise ValueError(f"{path}: not a colorize-cli weights file (no config in its metadata)")
-    config = json.loads(meta["config"])
+
+def _load_pickle(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A pickle checkpoint, read with ``torch.load(weights_only=True)`` (tensors and plain containers
+    only, never arbitrary objects): a state dict, or a dict holding one under ``generator``, ``model``
+    or ``state_dict``. The config comes from the checkpoint's ``config`` (with ``arch``), else from
+    ``STEM.json`` or ``config.json`` beside the file."""
+    import pickle
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise ValueError(f"{path}: cannot be loaded safely with torch.load(weights_only=True) ({reason}); "
+                         "convert it to .safetensors") from exc
+    state = obj
+    if isinstance(obj, dict):
+        keys = ("generator", "model", "state_dict")
+        state = next((obj[k] for k in keys if isinstance(obj.get(k), dict)), obj)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: no state dict of tensors in this checkpoint")
+    config = obj.get("config") if isinstance(obj, dict) and isinstance(obj.get("config"), dict) else None
+    for candidate in (config, _read_json(path.with_suffix(".json")), _read_json(path.parent / "config.json")):
+        if candidate and "arch" in candidate:
+            return state, candidate
+    raise ValueError(f"{path}: no config with 'arch' in the checkpoint, {path.stem}.json or config.json")
+
+
+def load_generator(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Build the generator described by exported ``.safetensors`` weights (or, for a checkpoint the
+    user chose to trust, a pickle: see :func:`_load_pickle`) and load its weights."""
+    path = Path(path)
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        state, config = _load_pickle(path)
+    else:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        if "config" not in meta:
+            raise ValueError(f"{path}: not a colorize-cli weights file (no config in its metadata)")
+        config = json.loads(meta["config"])
+        state = load_file(str(path))
     model = create_model(config["arch"], **config.get("options", {}))
-    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
-    model.load_state_dict(state)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return model.to(device).eval(), config
 
 
-def resolve(model: str) -> Path:
-    """Path of the weights for ``model``: an existing file path, or a name from weights.toml."""
-    p = Path(model)
-    if p.suffix == ".safetensors" or p.exists():
-        if not p.exists():
-            raise FileNotFoundError(f"{p}: weights file not found")
-        return p
-    entries = read_weights_toml()
-    if model not in entries:
-        raise KeyError(f"unknown model {model!r}; available: {', '.join(sorted(entries)) or 'none'}")
-    entry = entries[model]
-    if not entry.bundled:
-        raise FileNotFoundError(f"model {model!r} has no bundled weights in this installation")
-    path = _package_file(f"weights/{entry.filename}")
-    if not path.exists():
-        raise FileNotFoundError(f"model {model!r}: bundled file {path} is missing; reinstall colorize-cli")
-    digest = sha256_of(path)
-    if digest != entry.sha256:
-        raise ValueError(f"{path}: sha256 {digest[:12]}… does not match weights.toml ({entry.sha256[:12]}…)")
-    return path
+def bundled_path(entry: WeightsEntry) -> Path:
+    """Where the package keeps ``entry``'s file when it is bundled."""
+    return _package_file(f"weights/{entry.filename}")
+
+
+def resolve(model: str, *, offline: bool | None = None, cache_dir: str | Path | None = None,
+            trust_remote_pickle: bool | None = None) -> Path:
+    """Path of the weights for ``model``: a file path, a name from weights.toml, or ``hf://OWNER/REPO``.
+
+    Names resolve to the bundled file, else the Hugging Face cache, else a pinned, sha256-checked
+    download; see :func:`colorize_cli.hub.resolve` for the options (None = the current defaults).
+    """
+    from colorize_cli import hub
+
+    return hub.resolve(model, offline=offline, cache_dir=cache_dir, trust_remote_pickle=trust_remote_pickle)
