@@ -241,3 +241,48 @@ def test_ctrl_c_stops_cleanly_keeping_finished_outputs(tmp_path, tiny_weights):
     proc = subprocess.run([sys.executable, "-m", "colorize_cli", str(folder), "--model", str(tiny_weights),
                            "--json"], capture_output=True, text=True, env=env, check=False)
     assert json.loads(proc.stdout.strip().splitlines()[-1])["skipped_existing"] == len(done)
+
+
+def _run_in_terminal(args: list[str]) -> tuple[int, str]:
+    """Run colorize with stderr on a pseudo-terminal (as a user at a shell) and capture what it shows."""
+    import pty
+
+    main_fd, child_fd = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "COLUMNS": "120", "TERM": "xterm"}
+    proc = subprocess.Popen([sys.executable, "-m", "colorize_cli", *args], stdout=subprocess.DEVNULL,
+                            stderr=child_fd, env=env)
+    os.close(child_fd)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main_fd, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(main_fd)
+    return proc.wait(timeout=60), b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_bar_on_a_terminal_and_quiet_silences_it(tmp_path, tiny_weights):
+    for i in range(3):
+        make_photo(tmp_path / "in" / f"p{i}.png", seed=i, mode="L")
+    code, screen = _run_in_terminal([str(tmp_path / "in"), "--model", str(tiny_weights)])
+    assert code == 0
+    assert "3/3" in screen and "img/s" in screen and "done: 3 colorized" in screen
+    code, screen = _run_in_terminal([str(tmp_path / "in"), "--model", str(tiny_weights), "--overwrite", "--quiet"])
+    assert code == 0 and screen.strip() == ""
+
+
+def test_strip_processing_matches_whole_image(tiny_weights, monkeypatch):
+    """Big scans are converted strip by strip (bounded memory); strips must not show seams."""
+    import colorize_cli.inference as inference
+    from colorize_cli.imageio import Photo
+
+    colorizer = inference.Colorizer(str(tiny_weights))
+    photo = Photo((np.random.default_rng(0).random((203, 77, 3)) * 255).astype(np.uint8))
+    ab = colorizer.predict(colorizer.working_input(photo))[0]
+    whole = colorizer.finish(photo, ab)
+    monkeypatch.setattr(inference, "STRIP_PIXELS", 77 * 10)  # 21 strips, the last one short
+    assert np.array_equal(colorizer.finish(photo, ab), whole)
