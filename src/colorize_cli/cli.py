@@ -186,6 +186,7 @@ def eval_command(
     output: Annotated[Path, typer.Option(help="Report folder: report.md, metrics.json, per_image.csv, "
                                          "sheet.png.")] = Path("eval-report"),
     limit: Annotated[int | None, typer.Option(help="Use only the first N photos.")] = None,
+    size: Annotated[int, typer.Option(help="Working size passed to every model (0 = each model's default).")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
     json_out: Annotated[bool, typer.Option("--json", help="End stdout with one JSON line of the metrics.")] = False,
 ) -> None:
@@ -202,7 +203,7 @@ def eval_command(
     if not data.is_dir():
         _fail(f"{data}: data folder not found", 2)
     try:
-        results = run_eval(names, data, output, limit=limit, device=device)
+        results = run_eval(names, data, output, limit=limit, device=device, size=size or None)
     except (FileNotFoundError, KeyError, RuntimeError, ValueError) as exc:
         _fail(exc)
     from rich.console import Console

@@ -66,14 +66,14 @@ def _score(name: str, outputs: list[np.ndarray], samples: list) -> ModelResult:
     return ModelResult(name, metrics.summarize(rows), rows)
 
 
-def evaluate_model(model: str, samples: list, work: Path, device: str = "cpu") -> ModelResult:
+def evaluate_model(model: str, samples: list, work: Path, device: str = "cpu", size: int | None = None) -> ModelResult:
     """Colorize the gray inputs with ``model`` from files, read the outputs back, score them."""
     from colorize_cli.batch import run_batch
 
     out_dir = work / "outputs" / Path(model).stem
     t0 = time.perf_counter()
     code = run_batch([s[2] for s in samples], model=model, output=out_dir, overwrite=True, device=device,
-                     quiet=True, batch_size=8)
+                     quiet=True, batch_size=8, size=size)
     seconds = time.perf_counter() - t0
     if code != 0:
         raise RuntimeError(f"model {model}: colorizing the eval images failed (exit {code})")
@@ -149,10 +149,10 @@ def contact_sheet(results: list[ModelResult], samples: list, work: Path, path: P
 
 
 def run_eval(models: list[str], data: Path, output: Path, limit: int | None = None, device: str = "cpu",
-             command: str | None = None) -> list[ModelResult]:
+             command: str | None = None, size: int | None = None) -> list[ModelResult]:
     """Evaluate ``models`` on the photos in ``data`` and write the report into ``output``."""
     work = output / "work"
     samples = prepare(data, work, limit)
-    results = [gray_baseline(samples)] + [evaluate_model(m, samples, work, device) for m in models]
+    results = [gray_baseline(samples)] + [evaluate_model(m, samples, work, device, size) for m in models]
     write_report(results, samples, work, output, command or shlex.join(["colorize", *sys.argv[1:]]))
     return results
