@@ -122,7 +122,10 @@ def colorize_command(
 @app.command()
 def train(
     model: Annotated[str, typer.Option(help="Registered model name (see 'colorize models').")] = "unet-sn",
-    dataset: Annotated[Path, typer.Option(help="Folder of colour photos (recursive).")] = Path("."),
+    dataset: Annotated[str, typer.Option(help="Folder of colour photos (recursive), or a dataset downloaded "
+                                         "once into the cache: cifar10, places365, imagenette, "
+                                         "imagenette-320, imagenette-full; NAME:val for another split "
+                                         "(docs/datasets.md; 'colorize datasets' lists them).")] = ".",
     output: Annotated[Path, typer.Option(help="Run folder: checkpoint, weights, samples, metrics.")] = Path("runs/train"),
     steps: Annotated[int, typer.Option(help="Train until this many optimiser steps.")] = 10000,
     epochs: Annotated[float | None, typer.Option(help="Train for this many passes over the "
@@ -135,6 +138,14 @@ def train(
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 1000,
     rebalance: Annotated[float, typer.Option(help="Colour rebalancing strength λ of the L1 term "
                                              "(Zhang et al. 2016); 0 turns it off.")] = 0.0,
+    gan_loss: Annotated[str | None, typer.Option(help="Adversarial loss instead of the recipe's: bce, "
+                                                 "lsgan (least squares) or wgangp (Wasserstein critic "
+                                                 "without batch norm or Tanh, gradient penalty, 5 critic "
+                                                 "steps).")] = None,
+    blur: Annotated[bool, typer.Option(help="Gaussian blur (5x5, σ 0.7) of the L input, in training "
+                                       "only (Cano & Moncada).")] = False,
+    equalize: Annotated[bool, typer.Option(help="Histogram-equalise the L input (Cano & Moncada); the "
+                                           "weights record it and colorizing equalises too.")] = False,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
@@ -144,18 +155,19 @@ def train(
                                                     "Hugging Face repo (token: HF_TOKEN or 'hf auth "
                                                     "login').")] = None,
 ) -> None:
-    """Train a model of the zoo on a folder of colour photos."""
-    from colorize_cli.data import find_images
+    """Train a model of the zoo on a folder of colour photos or a named dataset."""
+    from colorize_cli.datasets import DATASETS, DatasetError, count_images, is_dataset_name
     from colorize_cli.train import TrainConfig
     from colorize_cli.train import train as run_training
 
-    if not dataset.is_dir():
-        _fail(f"{dataset}: dataset folder not found", 2)
+    if not Path(dataset).is_dir() and not is_dataset_name(dataset):
+        _fail(f"{dataset}: not a folder and not a known dataset name ({', '.join(DATASETS)})", 2)
     if epochs is not None:
-        steps = max(1, int(epochs * len(find_images(dataset)) / batch_size))
-    config = TrainConfig(model=model, dataset=str(dataset), output=str(output), steps=steps,
+        steps = max(1, int(epochs * count_images(dataset) / batch_size))
+    config = TrainConfig(model=model, dataset=dataset, output=str(output), steps=steps,
                          batch_size=batch_size, size=size, lr=lr, val=str(val) if val else None,
-                         checkpoint_every=checkpoint_every, rebalance=rebalance, seed=seed, threads=threads)
+                         checkpoint_every=checkpoint_every, rebalance=rebalance, seed=seed, threads=threads,
+                         gan_loss=gan_loss, blur=blur, equalize=equalize)
     if push_to_hub:
         from colorize_cli.hub import check_can_push
 
@@ -165,7 +177,7 @@ def train(
             _fail(exc, 2)
     try:
         weights = run_training(config, resume=resume, device=device)
-    except (FileNotFoundError, ValueError, KeyError) as exc:
+    except (FileNotFoundError, ValueError, KeyError, DatasetError) as exc:
         _fail(exc)
     if push_to_hub:
         from colorize_cli.hub import push_run
@@ -189,6 +201,13 @@ def eval_command(
     size: Annotated[int, typer.Option(help="Working size passed to every model (0 = each model's default).")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
     json_out: Annotated[bool, typer.Option("--json", help="End stdout with one JSON line of the metrics.")] = False,
+    lpips: Annotated[bool, typer.Option("--lpips", help="Add LPIPS (v0.1, AlexNet; official pretrained weights, "
+                                        "downloaded once: docs/perceptual.md).")] = False,
+    fid: Annotated[bool, typer.Option("--fid", help="Add FID (pytorch-fid Inception; official weights) of each "
+                                      "model's outputs against the ground truths.")] = False,
+    strict_perceptual: Annotated[bool, typer.Option("--strict-perceptual", help="With --lpips/--fid: stop with an "
+                                                    "error when their weights cannot be had, instead of "
+                                                    "evaluating without them.")] = False,
 ) -> None:
     """Measure models on held-out photos by ../shared/guide/EVAL.md, beside the gray baseline."""
     import json
@@ -203,24 +222,27 @@ def eval_command(
     if not data.is_dir():
         _fail(f"{data}: data folder not found", 2)
     try:
-        results = run_eval(names, data, output, limit=limit, device=device, size=size or None)
+        results = run_eval(names, data, output, limit=limit, device=device, size=size or None, lpips=lpips,
+                           fid=fid, strict_perceptual=strict_perceptual)
     except (FileNotFoundError, KeyError, RuntimeError, ValueError) as exc:
         _fail(exc)
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{data} ({results[0].summary['n']} images)")
-    for col in ("model", "PSNR", "ΔE2000", "AuC", "CF", "CF truth", "ΔCF", "grayish", "img/s"):
+    extra = [k for k in ("lpips", "fid") if k in results[0].summary]  # asked for, and the weights were had
+    for col in ("model", "PSNR", "ΔE2000", "AuC", "CF", "CF truth", "ΔCF", "grayish", *map(str.upper, extra), "img/s"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for r in results:
         s = r.summary
         table.add_row(r.name, f"{s['psnr']:.2f}", f"{s['de2000']:.2f}", f"{s['auc']:.2f}", f"{s['cf']:.1f}",
                       f"{s['cf_gt']:.1f}", f"{s['dcf']:.1f}", f"{s['grayish']:.3f}",
+                      *(f"{s[k]:.3f}" if k == "lpips" else f"{s[k]:.1f}" for k in extra),
                       f"{r.images_per_s:.1f}" if r.images_per_s else "–")
     Console(stderr=json_out).print(table)
     print(f"report: {output / 'report.md'}", file=sys.stderr)
     if json_out:
-        keys = ("psnr", "de2000", "auc", "cf", "cf_gt", "dcf", "grayish", "n")
+        keys = ("psnr", "de2000", "auc", "cf", "cf_gt", "dcf", "grayish", "n", *extra)
         print(json.dumps({r.name: {k: r.summary[k] for k in keys} for r in results}))
 
 
@@ -259,6 +281,18 @@ def models(
         table.add_row(label, get_spec(arch).study, f"{params / 1e6:.2f} M",
                       f"{nbytes / 1e6:.1f} MB" if nbytes else "–", status, metrics or "–")
     Console().print(table)
+
+
+@app.command("datasets")
+def datasets_command() -> None:
+    """List the named datasets for 'train --dataset': split, images, official URL, download size, how it
+    is checked and whether it is in the cache ($COLORIZE_CACHE/datasets; docs/datasets.md)."""
+    from colorize_cli.datasets import datasets_dir, describe
+
+    for row in describe():
+        print(f"{row['name']:24} {row['images']:>9} images {row['size']:>9}  {row['checksum']:4} "
+              f"{row['status']:15} {row['url']}")
+    print(f"cache: {datasets_dir()}", file=sys.stderr)
 
 
 @app.command()

@@ -59,14 +59,25 @@ def prepare(data: Path, work: Path, limit: int | None = None) -> list[tuple[str,
     return out
 
 
-def _score(name: str, outputs: list[np.ndarray], samples: list) -> ModelResult:
+def _score(name: str, outputs: list[np.ndarray], samples: list, perceptual=None) -> ModelResult:
     rows = []
     for (stem, truth, _), out in zip(samples, outputs):
         rows.append({"image": stem, **metrics.image_metrics(out, truth)})
-    return ModelResult(name, metrics.summarize(rows), rows)
+    summary = metrics.summarize(rows)
+    if perceptual is not None:  # a colorize_cli.perceptual.EvalPerceptual: LPIPS per image, FID per set
+        values = perceptual.lpips(outputs)
+        if values is not None:
+            for row, v in zip(rows, values):
+                row["lpips"] = v
+            summary["lpips"] = float(np.mean(values))
+        fid = perceptual.fid(outputs)
+        if fid is not None:
+            summary["fid"], summary["fid_n"] = fid, len(outputs)
+    return ModelResult(name, summary, rows)
 
 
-def evaluate_model(model: str, samples: list, work: Path, device: str = "cpu", size: int | None = None) -> ModelResult:
+def evaluate_model(model: str, samples: list, work: Path, device: str = "cpu", size: int | None = None,
+                   perceptual=None) -> ModelResult:
     """Colorize the gray inputs with ``model`` from files, read the outputs back, score them."""
     from colorize_cli.batch import run_batch
 
@@ -78,18 +89,19 @@ def evaluate_model(model: str, samples: list, work: Path, device: str = "cpu", s
     if code != 0:
         raise RuntimeError(f"model {model}: colorizing the eval images failed (exit {code})")
     outputs = [np.asarray(Image.open(out_dir / f"{s[2].stem}_color.png").convert("RGB")) for s in samples]
-    result = _score(model, outputs, samples)
+    result = _score(model, outputs, samples, perceptual)
     result.images_per_s = len(samples) / seconds
     result.ms_per_mp = 1000 * seconds / (len(samples) * EVAL_SIZE * EVAL_SIZE / 1e6)
     return result
 
 
-def gray_baseline(samples: list) -> ModelResult:
+def gray_baseline(samples: list, perceptual=None) -> ModelResult:
     outputs = [np.asarray(Image.open(s[2]).convert("RGB")) for s in samples]
-    return _score(GRAY, outputs, samples)
+    return _score(GRAY, outputs, samples, perceptual)
 
 
-def write_report(results: list[ModelResult], samples: list, work: Path, output: Path, command: str) -> None:
+def write_report(results: list[ModelResult], samples: list, work: Path, output: Path, command: str,
+                 notes: list[str] | None = None) -> None:
     """report.md, metrics.json, per_image.csv and sheet.png into ``output``."""
     output.mkdir(parents=True, exist_ok=True)
     (output / "metrics.json").write_text(json.dumps(
@@ -97,10 +109,11 @@ def write_report(results: list[ModelResult], samples: list, work: Path, output: 
         indent=2) + "\n")
     with open(output / "per_image.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["model", "image", "psnr", "de2000", "auc", "cf", "cf_gt"])
+        keys = ["psnr", "de2000", "auc", "cf", "cf_gt"] + (["lpips"] if results and "lpips" in results[0].rows[0] else [])
+        w.writerow(["model", "image", *keys])
         for r in results:
             for row in r.rows:
-                w.writerow([r.name, row["image"], *(f"{row[k]:.4f}" for k in ("psnr", "de2000", "auc", "cf", "cf_gt"))])
+                w.writerow([r.name, row["image"], *(f"{row[k]:.4f}" for k in keys)])
     lines = [
         "# Evaluation report", "",
         f"Command: `{command}`", "",
@@ -108,6 +121,7 @@ def write_report(results: list[ModelResult], samples: list, work: Path, output: 
         f"torch {_torch_version()}; {len(samples)} images; protocol: ../shared/guide/EVAL.md "
         f"({EVAL_SIZE}x{EVAL_SIZE} centre crops, gray PNG inputs)."), "",
         markdown_table(results), "",
+        *[line for note in notes or [] for line in (note, "")],
         "Speed: whole pipeline from files (read, colorize, write), on the eval images, this machine.", "",
         "![contact sheet: gray input, ground truth, each model](sheet.png)", "",
     ]
@@ -122,13 +136,16 @@ def _torch_version() -> str:
 
 
 def markdown_table(results: list[ModelResult]) -> str:
-    head = "| model | PSNR (dB) ↑ | ΔE2000 ↓ | AuC (%) ↑ | CF | CF truth | ΔCF ↓ | grayish ↓ | images/s | ms/MP |"
-    rows = [head, "|" + "---|" * 10]
+    extra = [(k, title) for k, title in (("lpips", "LPIPS ↓"), ("fid", "FID ↓")) if results and k in results[0].summary]
+    head = ("| model | PSNR (dB) ↑ | ΔE2000 ↓ | AuC (%) ↑ | CF | CF truth | ΔCF ↓ | grayish ↓ | "
+            + "".join(f"{title} | " for _, title in extra) + "images/s | ms/MP |")
+    rows = [head, "|" + "---|" * (10 + len(extra))]
     for r in results:
         s = r.summary
         speed = (f"{r.images_per_s:.1f} | {r.ms_per_mp:.0f}" if r.images_per_s else "– | –")
+        perceptual = "".join(f"{s[k]:.3f} | " if k == "lpips" else f"{s[k]:.1f} | " for k, _ in extra)
         rows.append(f"| {r.name} | {s['psnr']:.2f} | {s['de2000']:.2f} | {s['auc']:.2f} | {s['cf']:.1f} | "
-                    f"{s['cf_gt']:.1f} | {s['dcf']:.1f} | {s['grayish']:.3f} | {speed} |")
+                    f"{s['cf_gt']:.1f} | {s['dcf']:.1f} | {s['grayish']:.3f} | {perceptual}{speed} |")
     return "\n".join(rows)
 
 
@@ -149,10 +166,24 @@ def contact_sheet(results: list[ModelResult], samples: list, work: Path, path: P
 
 
 def run_eval(models: list[str], data: Path, output: Path, limit: int | None = None, device: str = "cpu",
-             command: str | None = None, size: int | None = None) -> list[ModelResult]:
-    """Evaluate ``models`` on the photos in ``data`` and write the report into ``output``."""
+             command: str | None = None, size: int | None = None, lpips: bool = False, fid: bool = False,
+             strict_perceptual: bool = False) -> list[ModelResult]:
+    """Evaluate ``models`` on the photos in ``data`` and write the report into ``output``.
+
+    ``lpips``/``fid`` add those metrics (docs/perceptual.md); when their pretrained weights cannot be
+    had they are left out with a warning and a line in the report, or, with ``strict_perceptual``,
+    :class:`colorize_cli.perceptual.WeightsUnavailable` is raised."""
     work = output / "work"
     samples = prepare(data, work, limit)
-    results = [gray_baseline(samples)] + [evaluate_model(m, samples, work, device, size) for m in models]
-    write_report(results, samples, work, output, command or shlex.join(["colorize", *sys.argv[1:]]))
+    perceptual = None
+    if lpips or fid:
+        from colorize_cli.inference import resolve_device
+        from colorize_cli.perceptual import EvalPerceptual
+
+        perceptual = EvalPerceptual([s[1] for s in samples], lpips=lpips, fid=fid, device=resolve_device(device),
+                                    strict=strict_perceptual)
+    results = [gray_baseline(samples, perceptual)] + [evaluate_model(m, samples, work, device, size, perceptual)
+                                                      for m in models]
+    write_report(results, samples, work, output, command or shlex.join(["colorize", *sys.argv[1:]]),
+                 notes=perceptual.notes() if perceptual else None)
     return results
