@@ -13,8 +13,10 @@ def test_registry_lists_models_and_unknown_name_says_what_exists():
 
 
 @pytest.mark.parametrize("name", list_models())
-@pytest.mark.parametrize("hw", [(16, 16), (48, 80), (32, 112)])
-def test_generator_maps_l_to_ab_of_the_same_size(name, hw):
+@pytest.mark.parametrize("grid", [(1, 1), (3, 5), (2, 7)])
+def test_generator_maps_l_to_ab_of_the_same_size(name, grid):
+    spec = get_spec(name)
+    hw = (spec.fixed_size,) * 2 if spec.fixed_size else tuple(g * spec.size_multiple for g in grid)
     model = create_model(name, width=4).eval()
     out = model(torch.randn(2, 1, *hw))
     assert out.shape == (2, 2, *hw)

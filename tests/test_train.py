@@ -93,4 +93,4 @@ def test_cli_train_skips_gray_and_broken_files_and_exports_loadable_weights(tmp_
 def test_cli_train_on_missing_folder_is_a_usage_error(tmp_path):
     result = CliRunner().invoke(app, ["train", "--dataset", str(tmp_path / "nope")])
     assert result.exit_code == 2
-    assert "dataset folder not found" in result.output
+    assert "not a folder and not a known dataset name" in result.output

@@ -39,7 +39,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     help="Put plausible colour into black-and-white photos.\n\n"
     "colorize PHOTO_OR_FOLDER... colorizes with the bundled default model (see 'colorize colorize --help' "
-    "for its options); the sub-commands train, eval, export, models, download and publish do the rest.",
+    "for its options); the sub-commands below do the rest.",
 )
 
 

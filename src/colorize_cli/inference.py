@@ -21,6 +21,7 @@ from colorize_cli.backends import OnnxEngine, TorchEngine, onnx_providers
 from colorize_cli.color import denormalize_ab, gray_to_l, lab_to_pixels, normalize_l, pixels_to_l, rgb_to_lab
 from colorize_cli.imageio import Photo
 from colorize_cli.models import get_spec
+from colorize_cli.preprocess import equalize_histogram
 from colorize_cli.weights import DEFAULT_MODEL, load_generator, resolve
 
 # The bundled models learned from photos shown at 64-128 px. Predicting chroma at a long side of
@@ -115,11 +116,35 @@ class Colorizer:
         small = np.asarray(Image.fromarray(px).resize((w, h), Image.Resampling.BILINEAR, reducing_gap=2.0))
         t = torch.from_numpy(small.astype(np.float32) / 255)
         lum = gray_to_l(t)[None, None] if t.ndim == 2 else rgb_to_lab(t.permute(2, 0, 1)[None])[:, :1]
-        return normalize_l(lum)
+        l_norm = normalize_l(lum)
+        # a model trained with --equalize expects equalised L (its weights' config says so)
+        return equalize_histogram(l_norm) if self.config.get("equalize_l") else l_norm
 
-    def predict(self, l_norm: torch.Tensor) -> torch.Tensor:
-        """Normalised L batch ``(N, 1, h, w)`` -> ab in Lab units ``(N, 2, h, w)``."""
-        return denormalize_ab(self.engine(l_norm))
+    def predict(self, l_norm: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        """Normalised L batch ``(N, 1, h, w)`` -> ab in Lab units ``(N, 2, h, w)``.
+
+        ``z`` (N, latent_dim): latent codes for a model that has them (``vae``; torch backend), e.g.
+        from :meth:`sample_latents`; None gives the model's default colorization.
+        """
+        if z is None:
+            return denormalize_ab(self.engine(l_norm))
+        net = self._latent_net()
+        with torch.no_grad():
+            out = net(l_norm.to(self.device, self.engine.dtype), z.to(self.device, self.engine.dtype))
+        return denormalize_ab(out.float().cpu())
+
+    def sample_latents(self, n: int, seed: int) -> torch.Tensor:
+        """``n`` latent codes from the model's prior, the same for the same ``seed``: code i gives
+        colorization i of any photo."""
+        return self._latent_net().sample_latents(n, torch.Generator().manual_seed(seed))
+
+    def _latent_net(self) -> torch.nn.Module:
+        net = getattr(self.engine, "net", None)
+        if net is None:
+            raise ValueError("sampling colorizations needs the torch backend (the ONNX graph decodes z = 0)")
+        if not hasattr(net, "sample_latents"):
+            raise ValueError(f"{self.config['arch']} has no latent code to sample; use a model such as vae")
+        return net
 
     def finish(self, photo: Photo, ab_small: torch.Tensor) -> np.ndarray:
         """Combine the photo's full-resolution L with ``ab_small`` (2, h, w) upsampled; returns

@@ -1,4 +1,4 @@
-"""Losses of the zoo's recipes: adversarial (BCE, LSGAN, WGAN-GP), L1 on ab, colour rebalancing."""
+"""Losses of the zoo's recipes: adversarial (BCE, LSGAN, WGAN-GP), L1/MSE on ab, KL, colour rebalancing."""
 
 from __future__ import annotations
 
@@ -27,12 +27,25 @@ def adversarial_loss(score: torch.Tensor, real: bool, kind: str = "bce") -> torc
 
 
 def gradient_penalty(critic, l_norm: torch.Tensor, real_ab: torch.Tensor, fake_ab: torch.Tensor) -> torch.Tensor:
-    """WGAN-GP penalty (‖∇ critic(x̂)‖₂ − 1)² on random interpolates x̂ of real and fake ab."""
+    """WGAN-GP penalty ``mean over images of (‖∇_x̂ critic(L, x̂)‖₂ − 1)²`` (Gulrajani et al. 2017).
+
+    x̂ are random interpolates of real and fake ab (one mixing weight per image), judged with the same
+    L. A patch critic gives several scores per image: the gradient is that of their sum, as in the
+    pix2pix reference implementation (``cal_gradient_penalty``). The recipe multiplies the result by
+    its ``gp_weight`` (10).
+    """
     alpha = torch.rand(real_ab.shape[0], 1, 1, 1, device=real_ab.device, dtype=real_ab.dtype)
     mixed = (alpha * real_ab + (1 - alpha) * fake_ab.detach()).requires_grad_(True)
     score = critic(l_norm, mixed)
     (grad,) = torch.autograd.grad(score.sum(), mixed, create_graph=True)
-    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+    norm = (grad.flatten(1).pow(2).sum(dim=1) + 1e-12).sqrt()  # the epsilon keeps a zero gradient finite
+    return ((norm - 1) ** 2).mean()
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) ‖ N(0, I)) in closed form, summed over the latent dimensions and averaged
+    over the batch: ``0.5 · Σ (mu² + σ² − 1 − log σ²)``. ``mu``, ``logvar``: (N, D)."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(dim=1).mean()
 
 
 class ColorRebalance:
@@ -81,3 +94,15 @@ def l1_loss(pred_ab: torch.Tensor, target_ab: torch.Tensor, weights: torch.Tenso
     """Mean absolute error on normalised ab, optionally weighted per pixel."""
     err = (pred_ab - target_ab).abs()
     return (err * weights).mean() if weights is not None else err.mean()
+
+
+def reconstruction_loss(pred_ab: torch.Tensor, target_ab: torch.Tensor, kind: str = "l1",
+                        weights: torch.Tensor | None = None) -> torch.Tensor:
+    """``l1`` (mean absolute error) or ``mse`` (mean squared error) on normalised ab, optionally
+    weighted per pixel (colour rebalancing)."""
+    if kind == "l1":
+        return l1_loss(pred_ab, target_ab, weights)
+    if kind == "mse":
+        err = (pred_ab - target_ab) ** 2
+        return (err * weights).mean() if weights is not None else err.mean()
+    raise ValueError(f"unknown reconstruction loss {kind!r}; use l1 or mse")

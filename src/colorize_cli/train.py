@@ -1,14 +1,17 @@
 """One trainer for every model of the zoo.
 
 The registered :class:`~colorize_cli.models.registry.Recipe` says what to train: an optional
-discriminator, its adversarial loss and critic steps, the L1 weight. The loop is the same for all:
-sample a batch of (L, ab), update the discriminator ``critic_steps`` times, update the generator
-with ``adversarial + l1_weight * L1``. Checkpoints are plain dicts (nanoGPT style) written
-atomically, and hold the RNG state so that ``--resume`` continues the same run.
+discriminator, its adversarial loss and critic steps, the reconstruction loss and the weights of the
+other terms. The loop is the same for all, and reads only the recipe: sample a batch of (L, ab),
+update the discriminator ``critic_steps`` times, update the generator with
+``recon_weight·recon + adversarial + perceptual_weight·LPIPS + kl_weight·KL``. Checkpoints are plain
+dicts (nanoGPT style) written atomically, and hold the RNG state so that ``--resume`` continues the
+same run.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import sys
@@ -18,14 +21,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
 from colorize_cli import metrics
 from colorize_cli.color import model_output_to_rgb, rgb_to_model_input
 from colorize_cli.data import BatchSampler, load_folder
-from colorize_cli.losses import ColorRebalance, adversarial_loss, gradient_penalty, l1_loss
-from colorize_cli.models import create_discriminator, create_model, get_spec
+from colorize_cli.datasets import load_dataset
+from colorize_cli.losses import (
+    ColorRebalance,
+    adversarial_loss,
+    gradient_penalty,
+    kl_divergence,
+    l1_loss,
+    reconstruction_loss,
+)
+from colorize_cli.models import ModelSpec, create_discriminator, create_model, get_spec
+from colorize_cli.preprocess import prepare_l
 from colorize_cli.weights import export_generator
 
 
@@ -45,10 +58,48 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None
     cache_dir: str | None = None
+    gan_loss: str | None = None  # bce | lsgan | wgangp; None: the recipe's
+    blur: bool = False  # Gaussian blur (k=5, σ=0.7) of the L input, in training only
+    equalize: bool = False  # histogram equalisation of the L input (recorded in the weights for inference)
+    model_options: dict | None = None  # overrides of the registered generator options (e.g. width)
+    discriminator_options: dict | None = None  # overrides of the recipe's discriminator options
+
+
+class TrainSetupError(ValueError):
+    """The run cannot start (checked before any data is read): the message is one line that says why."""
 
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def check_train_size(spec: ModelSpec, size: int) -> None:
+    """Training crops must be what the network can take: its fixed size, or a multiple of its size rule."""
+    if spec.fixed_size and size != spec.fixed_size:
+        raise TrainSetupError(f"--size {size}: {spec.name} runs at {spec.fixed_size} px only; "
+                              f"use --size {spec.fixed_size}")
+    if size % spec.size_multiple or size <= 0:
+        fit = max(spec.size_multiple, round(size / spec.size_multiple) * spec.size_multiple)
+        raise TrainSetupError(f"--size {size}: {spec.name} needs a multiple of {spec.size_multiple} "
+                              f"px; use e.g. --size {fit}")
+
+
+def load_perceptual(model: str):
+    """``lpips_distance`` for a recipe with a perceptual term, its pretrained weights loaded now, so that
+    a run that cannot have them fails before training, not hours in."""
+    try:
+        module = importlib.import_module("colorize_cli.perceptual")
+    except ImportError as exc:
+        raise TrainSetupError(f"{model} trains with an LPIPS loss, but colorize_cli.perceptual cannot be "
+                              f"imported ({exc})") from exc
+    probe = torch.zeros(1, 3, 64, 64)
+    try:
+        module.lpips_distance(probe, probe)
+    except module.WeightsUnavailable as exc:
+        reason = " ".join(str(exc).split())
+        raise TrainSetupError(f"{model} trains with an LPIPS loss, whose pretrained weights are "
+                              f"unavailable: {reason}") from exc
+    return module.lpips_distance
 
 
 class Trainer:
@@ -56,16 +107,18 @@ class Trainer:
         self.config = config
         self.device = torch.device(device)
         self.spec = get_spec(config.model)
-        self.recipe = self.spec.recipe
+        self.recipe = self.spec.recipe.with_gan_loss(config.gan_loss) if config.gan_loss else self.spec.recipe
+        check_train_size(self.spec, config.size)
+        self.perceptual = load_perceptual(config.model) if self.recipe.perceptual_weight else None
         torch.manual_seed(config.seed)
-        self.generator = create_model(config.model).to(self.device)
+        self.generator = create_model(config.model, **(config.model_options or {})).to(self.device)
         lr = config.lr or self.recipe.lr
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=lr, betas=self.recipe.betas)
         self.discriminator: nn.Module | None = None
         self.opt_d = None
         if self.recipe.discriminator:
-            self.discriminator = create_discriminator(
-                self.recipe.discriminator, **self.recipe.discriminator_options).to(self.device)
+            options = {**self.recipe.discriminator_options, **(config.discriminator_options or {})}
+            self.discriminator = create_discriminator(self.recipe.discriminator, **options).to(self.device)
             self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=self.recipe.betas)
         self.step = 0
         self.rng = torch.Generator().manual_seed(config.seed)
@@ -115,31 +168,52 @@ class Trainer:
         self.load_state_dict(state)
 
     # ----- one step -----
+    def model_input(self, l_norm: torch.Tensor, training: bool) -> torch.Tensor:
+        """What the generator sees of L: blurred in training (``--blur``), equalised (``--equalize``)."""
+        return prepare_l(l_norm, blur=training and self.config.blur, equalize=self.config.equalize)
+
     def train_step(self, l_norm: torch.Tensor, ab: torch.Tensor) -> dict[str, float]:
-        """One optimisation step of the recipe; returns the losses."""
+        """One optimisation step of the recipe (``critic_steps`` discriminator updates, then one
+        generator update); returns the losses."""
         recipe, g, d = self.recipe, self.generator, self.discriminator
         l_norm, ab = l_norm.to(self.device), ab.to(self.device)
+        l_in = self.model_input(l_norm, training=True)
         g.train()
-        fake = g(l_norm)
+        if recipe.kl_weight:
+            fake, mu, logvar = g.reconstruct(l_in, ab)  # a conditional VAE: z from q(z | L, ab)
+        else:
+            fake = g(l_in)
         logs: dict[str, float] = {}
         if d is not None:
             d.train()
+            # pix2pix halves the discriminator's loss; a Wasserstein critic's loss is E[D(fake)] - E[D(real)]
+            scale = 1.0 if recipe.gan_loss == "wgangp" else 0.5
             for _ in range(recipe.critic_steps):
-                loss_d = 0.5 * (adversarial_loss(d(l_norm, ab), True, recipe.gan_loss)
-                                + adversarial_loss(d(l_norm, fake.detach()), False, recipe.gan_loss))
+                loss_d = scale * (adversarial_loss(d(l_in, ab), True, recipe.gan_loss)
+                                  + adversarial_loss(d(l_in, fake.detach()), False, recipe.gan_loss))
                 if recipe.gan_loss == "wgangp":
-                    loss_d = loss_d + recipe.gp_weight * gradient_penalty(d, l_norm, ab, fake)
+                    penalty = gradient_penalty(d, l_in, ab, fake)
+                    loss_d = loss_d + recipe.gp_weight * penalty
+                    logs["loss_gp"] = float(penalty.detach())
                 self.opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()
                 self.opt_d.step()
             logs["loss_d"] = float(loss_d.detach())
         weights = self.rebalance(ab) if self.rebalance is not None else None
-        loss_l1 = l1_loss(fake, ab, weights)
-        loss_g = recipe.l1_weight * loss_l1
+        loss_g = recipe.recon_weight * reconstruction_loss(fake, ab, recipe.recon_loss, weights)
+        if recipe.perceptual_weight:
+            # on the photo as it comes out: the true L with the predicted or the true ab, in sRGB
+            loss_p = self.perceptual(model_output_to_rgb(l_norm, fake), model_output_to_rgb(l_norm, ab)).mean()
+            loss_g = loss_g + recipe.perceptual_weight * loss_p
+            logs["loss_lpips"] = float(loss_p.detach())
+        if recipe.kl_weight:
+            loss_kl = kl_divergence(mu, logvar)
+            loss_g = loss_g + recipe.kl_weight * loss_kl
+            logs["loss_kl"] = float(loss_kl.detach())
         if d is not None:
             for p in d.parameters():
                 p.requires_grad_(False)
-            loss_adv = adversarial_loss(d(l_norm, fake), True, recipe.gan_loss)
+            loss_adv = adversarial_loss(d(l_in, fake), True, recipe.gan_loss)
             for p in d.parameters():
                 p.requires_grad_(True)
             loss_g = loss_g + loss_adv
@@ -149,8 +223,22 @@ class Trainer:
         self.opt_g.step()
         self.step += 1
         logs["loss_l1"] = float(l1_loss(fake.detach(), ab))
+        if recipe.recon_loss == "mse":
+            logs["loss_mse"] = float(((fake.detach() - ab) ** 2).mean())
         logs["loss_g"] = float(loss_g.detach())
         return logs
+
+    def predict(self, l_norm: torch.Tensor) -> torch.Tensor:
+        """The generator's ab for normalised L, as inference runs it (a fixed-size network sees L
+        resized to its size, and its ab is resized back)."""
+        self.generator.eval()
+        l_in = self.model_input(l_norm.to(self.device), training=False)
+        size = self.spec.fixed_size
+        if size and tuple(l_in.shape[-2:]) != (size, size):
+            small = F.interpolate(l_in, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            return F.interpolate(self.generator(small), size=l_in.shape[-2:], mode="bilinear",
+                                 align_corners=False)
+        return self.generator(l_in)
 
     # ----- validation -----
     @torch.no_grad()
@@ -159,7 +247,7 @@ class Trainer:
         self.generator.eval()
         rgb = val_images.permute(0, 3, 1, 2).float().div(255)
         l_norm, ab = rgb_to_model_input(rgb)
-        fake = self.generator(l_norm.to(self.device)).cpu()
+        fake = self.predict(l_norm).cpu()
         out = (model_output_to_rgb(l_norm, fake) * 255).round().byte().permute(0, 2, 3, 1).numpy()
         gray = np.repeat((model_output_to_rgb(l_norm, torch.zeros_like(fake)) * 255).round().byte()
                          .permute(0, 2, 3, 1).numpy(), 1, axis=0)
@@ -194,7 +282,7 @@ def train(config: TrainConfig, resume: bool = False, device: str = "cpu", progre
         trainer.resume()
         _log(f"resumed {config.model} at step {trainer.step}")
     cache_dir = Path(config.cache_dir) if config.cache_dir else trainer.out / "cache"
-    data = load_folder(Path(config.dataset), round(config.size * 1.25), cache_dir)
+    data = load_dataset(config.dataset, round(config.size * 1.25), cache_dir)
     skipped = ", ".join(f"{v} {k}" for k, v in sorted(data.skipped.items())) or "none"
     _log(f"dataset {config.dataset}: {len(data.images)} colour photos of {data.files} files (skipped: {skipped})")
     if config.rebalance > 0 and trainer.rebalance is None:
@@ -205,47 +293,49 @@ def train(config: TrainConfig, resume: bool = False, device: str = "cpu", progre
     if config.val:
         val_images = load_folder(Path(config.val), 128, cache_dir).images[: config.val_count]
 
-    log_file = open(trainer.out / "metrics.jsonl", "a")
-    export_path = trainer.out / f"{config.model}.safetensors"
+    with open(trainer.out / "metrics.jsonl", "a") as log_file:
+        export_path = trainer.out / f"{config.model}.safetensors"
 
-    def checkpoint() -> None:
-        trainer.save_checkpoint()
-        extra = {"step": trainer.step, "trained_on": config.dataset, "train_size": config.size}
-        export_generator(trainer.generator, config.model, export_path, extra)
-        export_generator(trainer.generator, config.model,
-                         trainer.out / "snapshots" / f"step_{trainer.step:07d}.safetensors", extra)
-        if val_images is not None:
-            v = trainer.validate(val_images)
-            log_file.write(json.dumps({"step": trainer.step, "val": v}) + "\n")
-            log_file.flush()
-            _log(f"step {trainer.step}: val AuC {v['auc']:.2f} CF {v['cf']:.1f} (truth {v['cf_gt']:.1f}) "
-                 f"L1 {v['val_l1']:.4f}")
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[info]}"), TimeRemainingColumn()]
-    t0, seen, logs = time.perf_counter(), 0, {}
-    with Progress(*columns, disable=not (progress and sys.stderr.isatty()), transient=False) as bar:
-        task = bar.add_task(f"train {config.model}", total=config.steps, completed=trainer.step, info="")
-        while trainer.step < config.steps:
-            l_norm, ab = sampler.next()
-            logs = trainer.train_step(l_norm, ab)
-            seen += l_norm.shape[0]
-            rate = seen / (time.perf_counter() - t0)
-            if not all(math.isfinite(v) for v in logs.values()):
-                raise FloatingPointError(f"step {trainer.step}: loss is not finite ({logs})")
-            info = " ".join(f"{k} {v:.4f}" for k, v in logs.items()) + f" {rate:.0f} img/s"
-            bar.update(task, completed=trainer.step, info=info)
-            if trainer.step % 50 == 0:
-                log_file.write(json.dumps({"step": trainer.step, **logs, "img_per_s": rate}) + "\n")
-                if not sys.stderr.isatty():
-                    _log(f"step {trainer.step}/{config.steps} {info}")
-            if trainer.step % config.checkpoint_every == 0:
-                checkpoint()
+        def checkpoint() -> None:
+            trainer.save_checkpoint()
+            extra = {"step": trainer.step, "trained_on": config.dataset, "train_size": config.size}
+            if config.equalize:
+                extra["equalize_l"] = True  # the network expects equalised L: the Colorizer does it too
+            options = config.model_options
+            export_generator(trainer.generator, config.model, export_path, extra, options)
+            export_generator(trainer.generator, config.model,
+                             trainer.out / "snapshots" / f"step_{trainer.step:07d}.safetensors", extra, options)
+            if val_images is not None:
+                v = trainer.validate(val_images)
+                log_file.write(json.dumps({"step": trainer.step, "val": v}) + "\n")
                 log_file.flush()
-    if trainer.step % config.checkpoint_every != 0 or not export_path.exists():
-        checkpoint()
-    log_file.close()
+                _log(f"step {trainer.step}: val AuC {v['auc']:.2f} CF {v['cf']:.1f} (truth {v['cf_gt']:.1f}) "
+                     f"L1 {v['val_l1']:.4f}")
+
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[info]}"), TimeRemainingColumn()]
+        t0, seen, logs = time.perf_counter(), 0, {}
+        with Progress(*columns, disable=not (progress and sys.stderr.isatty()), transient=False) as bar:
+            task = bar.add_task(f"train {config.model}", total=config.steps, completed=trainer.step, info="")
+            while trainer.step < config.steps:
+                l_norm, ab = sampler.next()
+                logs = trainer.train_step(l_norm, ab)
+                seen += l_norm.shape[0]
+                rate = seen / (time.perf_counter() - t0)
+                if not all(math.isfinite(v) for v in logs.values()):
+                    raise FloatingPointError(f"step {trainer.step}: loss is not finite ({logs})")
+                info = " ".join(f"{k} {v:.4f}" for k, v in logs.items()) + f" {rate:.0f} img/s"
+                bar.update(task, completed=trainer.step, info=info)
+                if trainer.step % 50 == 0:
+                    log_file.write(json.dumps({"step": trainer.step, **logs, "img_per_s": rate}) + "\n")
+                    if not sys.stderr.isatty():
+                        _log(f"step {trainer.step}/{config.steps} {info}")
+                if trainer.step % config.checkpoint_every == 0:
+                    checkpoint()
+                    log_file.flush()
+        if trainer.step % config.checkpoint_every != 0 or not export_path.exists():
+            checkpoint()
     _log(f"done: step {trainer.step}, {time.perf_counter() - t0:.0f} s; weights {export_path}")
     return export_path

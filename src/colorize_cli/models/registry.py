@@ -8,24 +8,87 @@ are entries with different options, never copies of a class.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from torch import nn
 
+GAN_LOSSES = ("bce", "lsgan", "wgangp")
+RECON_LOSSES = ("l1", "mse")
+# critic steps of a WGAN-GP (Gulrajani et al. 2017; Cano & Moncada) when --gan-loss wgangp overrides a recipe
+WGAN_CRITIC_STEPS = 5
+
 
 @dataclass(frozen=True)
 class Recipe:
-    """How a model is trained: which discriminator, which losses and their weights."""
+    """How a model is trained: which discriminator, which losses and their weights.
 
-    discriminator: str | None = None  # a name in models.discriminators, None = no adversary
+    The generator loss is ``recon_weight * recon + adversarial + perceptual_weight * LPIPS +
+    kl_weight * KL``; the trainer reads these fields and nothing else about the model.
+
+    Attributes:
+        discriminator: a name in ``models.discriminators``; None = no adversary.
+        discriminator_options: its options (``norm``, ``output``, ``init``...).
+        gan_loss: ``bce`` | ``lsgan`` (least squares) | ``wgangp`` (Wasserstein + gradient penalty).
+        recon_loss: ``l1`` | ``mse``, on normalised ab.
+        recon_weight: its weight (pix2pix's λ = 100).
+        critic_steps: discriminator updates per generator update.
+        gp_weight: gradient penalty weight of ``wgangp``.
+        perceptual_weight: weight of LPIPS between the colorized and the true photo (sRGB); 0 = off.
+        kl_weight: β of a conditional VAE's KL term. A value > 0 means the generator is trained through
+            its posterior: ``generator.reconstruct(l, ab) -> (ab, mu, logvar)``.
+        lr, betas: Adam, for the generator and the discriminator.
+    """
+
+    discriminator: str | None = None
     discriminator_options: dict[str, Any] = field(default_factory=dict)
-    gan_loss: str = "bce"  # bce | lsgan | wgangp
-    l1_weight: float = 100.0
+    gan_loss: str = "bce"
+    recon_loss: str = "l1"
+    recon_weight: float = 100.0
     critic_steps: int = 1
     gp_weight: float = 10.0
+    perceptual_weight: float = 0.0
+    kl_weight: float = 0.0
     lr: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
+
+    def __post_init__(self) -> None:
+        if self.gan_loss not in GAN_LOSSES:
+            raise ValueError(f"gan_loss {self.gan_loss!r}: use {', '.join(GAN_LOSSES)}")
+        if self.recon_loss not in RECON_LOSSES:
+            raise ValueError(f"recon_loss {self.recon_loss!r}: use {', '.join(RECON_LOSSES)}")
+        if self.critic_steps < 1:
+            raise ValueError(f"critic_steps {self.critic_steps}: at least 1")
+
+    @property
+    def l1_weight(self) -> float:
+        """The weight of an L1 reconstruction term (0 when the recipe reconstructs with MSE)."""
+        return self.recon_weight if self.recon_loss == "l1" else 0.0
+
+    def with_gan_loss(self, kind: str) -> Recipe:
+        """This recipe with another adversarial loss (``colorize train --gan-loss``).
+
+        The discriminator follows the loss: a WGAN critic gives an unbounded score (no output Tanh),
+        has no batch norm (the gradient penalty is per sample, batch norm mixes the samples; Gulrajani
+        et al. §4) and takes ``WGAN_CRITIC_STEPS`` steps per generator step; going back to ``bce`` or
+        ``lsgan`` restores the Tanh score and one step.
+        """
+        if kind not in GAN_LOSSES:
+            raise ValueError(f"--gan-loss {kind}: use {', '.join(GAN_LOSSES)}")
+        if self.discriminator is None:
+            raise ValueError(f"--gan-loss {kind}: this model trains without a discriminator")
+        if kind == self.gan_loss:
+            return self
+        options = dict(self.discriminator_options)
+        if kind == "wgangp":
+            options["output"] = "linear"
+            if options.get("norm") == "batch":
+                options["norm"] = "none"
+            return replace(self, gan_loss=kind, discriminator_options=options,
+                           critic_steps=max(self.critic_steps, WGAN_CRITIC_STEPS))
+        options["output"] = "tanh"
+        critic_steps = 1 if self.gan_loss == "wgangp" else self.critic_steps
+        return replace(self, gan_loss=kind, discriminator_options=options, critic_steps=critic_steps)
 
 
 @dataclass(frozen=True)
