@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from colorize_cli import datasets
+from colorize_cli import datasets, download
 from colorize_cli.cli import app
 from colorize_cli.datasets import DatasetError, DatasetIntegrityError, UnsafeArchiveError, load_dataset
 
@@ -105,8 +105,8 @@ def server(tmp_path, monkeypatch):
     srv = FileServer().start()
     monkeypatch.setenv(datasets.MIRROR_ENV, srv.url)
     monkeypatch.setenv("COLORIZE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(datasets, "RETRY_WAIT_S", 0.0)
-    monkeypatch.setattr(datasets, "CHUNK", 1024)  # small reads, so that a dropped connection leaves a partial file
+    monkeypatch.setattr(download, "RETRY_WAIT_S", 0.0)
+    monkeypatch.setattr(download, "CHUNK", 1024)  # small reads, so that a dropped connection leaves a partial file
     yield srv
     srv.stop()
 
@@ -182,7 +182,7 @@ def _pin(monkeypatch, name: str, filename: str, data: bytes, **changes) -> None:
         a = part.archive
         if a.filename == filename:
             a = replace(a, size=len(data), md5=hashlib.md5(data).hexdigest(),
-                        head_md5=hashlib.md5(data[: datasets.HEAD_BYTES]).hexdigest() if a.head_md5 else None)
+                        head_md5=hashlib.md5(data[: download.HEAD_BYTES]).hexdigest() if a.head_md5 else None)
             a = replace(a, **changes)
         splits[split] = replace(part, archive=a)
     monkeypatch.setitem(datasets.DATASETS, name, replace(dataset, splits=splits))

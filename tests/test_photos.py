@@ -6,17 +6,15 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_photo
 from PIL import Image, ImageCms
 from typer.testing import CliRunner
 
 from colorize_cli.cli import app
 from colorize_cli.imageio import png16_bytes, read_image
-
-from conftest import make_photo
 
 
 def run(*args):
@@ -277,7 +275,7 @@ def test_progress_bar_on_a_terminal_and_quiet_silences_it(tmp_path, tiny_weights
 
 def test_strip_processing_matches_whole_image(tiny_weights, monkeypatch):
     """Big scans are converted strip by strip (bounded memory); strips must not show seams."""
-    import colorize_cli.inference as inference
+    from colorize_cli import inference
     from colorize_cli.imageio import Photo
 
     colorizer = inference.Colorizer(str(tiny_weights))

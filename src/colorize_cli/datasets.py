@@ -12,39 +12,36 @@ path of every URL by a mirror root (``MIRROR/FILE``); the tests point it at a lo
 
 from __future__ import annotations
 
-import errno
-import hashlib
-import http.client
 import json
 import os
 import pickle
 import shutil
-import sys
 import tarfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any
 
-from colorize_cli import __version__
+from colorize_cli.download import (
+    CHUNK,
+    DownloadError,
+    check_space,
+    disk_error,
+    download,
+    human_size,
+    log,
+    progress_bar,
+)
 
 if TYPE_CHECKING:
     from colorize_cli.data import FolderData
 
 MIRROR_ENV = "COLORIZE_DATASETS_URL"
 COMPLETE = ".complete"
-CHUNK = 1 << 20
-HEAD_BYTES = 1 << 20  # fast.ai checks its archives by size and the md5 of their first MiB
-TIMEOUT_S = 60
-RETRIES = 3  # automatic resumes after a dropped connection, before giving up
-RETRY_WAIT_S = 2.0
 
 
-class DatasetError(RuntimeError):
+class DatasetError(DownloadError):
     """A dataset could not be downloaded, read or stored; the message says what to do."""
 
 
@@ -176,17 +173,6 @@ def _paths(dataset: Dataset, archive: Archive) -> tuple[Path, Path]:
     return folder / archive.filename, folder / _stem(archive.filename)
 
 
-def _mb(n: float) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n:.0f} B"
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 # ----- loading -----
 def load_dataset(name_or_path: str, cache_size: int, cache_dir: Path | None = None, split: str = "train",
                  progress: bool = True) -> FolderData:
@@ -300,10 +286,6 @@ def read_cifar10(archive: Path, split: str, cache_size: int = 32) -> FolderData:
 
 
 # ----- downloads -----
-class _Interrupted(Exception):
-    """A transport failure worth a retry (the partial file is kept)."""
-
-
 @contextmanager
 def _locked(path: Path, label: str) -> Iterator[None]:
     """One process at a time downloads a file; the others wait, then find it done."""
@@ -316,7 +298,7 @@ def _locked(path: Path, label: str) -> Iterator[None]:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            _log(f"{label}: waiting for another colorize process that is downloading {path.stem}")
+            log(f"{label}: waiting for another colorize process that is downloading {path.stem}")
             fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -337,166 +319,13 @@ def fetch(dataset: Dataset, archive: Archive, progress: bool = True) -> Path:
         part = dest.with_name(dest.name + ".part")
         record = dest.with_name(dest.name + ".json")
         url = archive_url(archive)
-        digests = download(url, part, archive.size, label, progress)
+        digests = download(url, part, archive.size, label, progress, error=DatasetError,
+                           mirror_env=MIRROR_ENV, docs="docs/datasets.md")
         verified = _verify(archive, part, digests, label, record)
         part.replace(dest)
         record.write_text(json.dumps({"url": url, "bytes": dest.stat().st_size, **digests,
                                       "verified": verified}, indent=2) + "\n")
     return dest
-
-
-def download(url: str, part: Path, size: int | None, label: str, progress: bool = True) -> dict[str, str]:
-    """Download ``url`` into ``part``, resuming what is there; returns its md5, sha256 and head md5.
-
-    Raises:
-        DatasetError: HTTP errors, disk full, or a transport failure that ``RETRIES`` resumes did
-        not get past (the partial file is kept, so the next call resumes).
-    """
-    for attempt in range(RETRIES + 1):
-        try:
-            return _download_once(url, part, size, label, progress)
-        except _Interrupted as exc:
-            have = part.stat().st_size if part.exists() else 0
-            kept = (f"; the {_mb(have)} received are kept in {part} and the next run resumes from there"
-                    if have else "")
-            if attempt == RETRIES:
-                raise DatasetError(f"{label}: cannot download {url} ({exc}); check the network connection "
-                                   f"(or ${MIRROR_ENV}) and run the command again{kept}") from None
-            wait = RETRY_WAIT_S * (attempt + 1)
-            _log(f"{label}: download interrupted ({exc}); trying again in {wait:.0f} s")
-            time.sleep(wait)
-    raise AssertionError("unreachable")
-
-
-class _Digests:
-    def __init__(self) -> None:
-        self.md5, self.sha256, self.head = hashlib.md5(), hashlib.sha256(), bytearray()
-
-    def update(self, chunk: bytes) -> None:
-        self.md5.update(chunk)
-        self.sha256.update(chunk)
-        if len(self.head) < HEAD_BYTES:
-            self.head += chunk[: HEAD_BYTES - len(self.head)]
-
-    def update_from(self, path: Path) -> None:
-        with open(path, "rb") as f:
-            while chunk := f.read(CHUNK):
-                self.update(chunk)
-
-    def result(self) -> dict[str, str]:
-        return {"md5": self.md5.hexdigest(), "sha256": self.sha256.hexdigest(),
-                "head_md5": hashlib.md5(bytes(self.head)).hexdigest()}
-
-
-def _content_range(value: str | None) -> tuple[int | None, int | None]:
-    """(first byte, total) of ``bytes A-B/T`` or ``bytes */T``."""
-    if not value or not value.startswith("bytes "):
-        return None, None
-    span, _, total = value[6:].partition("/")
-    first = span.partition("-")[0]
-    return (int(first) if first.isdigit() else None), (int(total) if total.isdigit() else None)
-
-
-def _download_once(url: str, part: Path, size: int | None, label: str, progress: bool) -> dict[str, str]:
-    start = part.stat().st_size if part.exists() else 0
-    if size is not None and start > size:
-        part.unlink()
-        start = 0
-    headers = {"User-Agent": f"colorize-cli/{__version__}"}
-    if start:
-        headers["Range"] = f"bytes={start}-"
-    try:
-        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=TIMEOUT_S)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416 and start:  # nothing after what we have: complete already, or not this file
-            if _content_range(exc.headers.get("Content-Range"))[1] == start:
-                digests = _Digests()
-                digests.update_from(part)
-                return digests.result()
-            part.unlink()
-            raise _Interrupted("the partial download does not match the server's file; starting again") from exc
-        hint = ("the file has moved, or the mirror lacks it; docs/datasets.md lists the official URLs"
-                if exc.code == 404 else "try again later")
-        raise DatasetError(f"{label}: {url} answered HTTP {exc.code} {exc.reason}; {hint}") from None
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-        raise _Interrupted(getattr(exc, "reason", None) or f"{exc.__class__.__name__}: {exc}") from exc
-    with response:
-        total = None
-        if response.status == 206:
-            first, total = _content_range(response.headers.get("Content-Range"))
-            if first != start:
-                part.unlink()
-                raise _Interrupted(f"the server resumed at byte {first}, not {start}; starting again")
-        else:
-            if start:
-                _log(f"{label}: the server does not resume downloads; starting again from 0")
-            start = 0
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-        if size is not None and total is not None and total != size:
-            raise DatasetError(f"{label}: {url} is {total} bytes, not the {size} its publisher gives; the file "
-                               "has changed on the server, so it cannot pass verification (docs/datasets.md)")
-        total = total or size
-        _check_space(part.parent, (total or 0) - start, label)
-        digests = _Digests()
-        if start:
-            digests.update_from(part)
-            _log(f"{label}: resuming {url} at {_mb(start)}")
-        else:
-            _log(f"{label}: downloading {url}" + (f" ({_mb(total)})" if total else ""))
-        with open(part, "ab" if start else "wb") as out, _bar(part.name.removesuffix(".part"), total, start,
-                                                               progress) as advance:
-            while True:
-                try:
-                    chunk = response.read(CHUNK)
-                except (OSError, http.client.HTTPException) as exc:
-                    raise _Interrupted(f"{exc.__class__.__name__}: {exc}") from exc
-                if not chunk:
-                    break
-                try:
-                    out.write(chunk)
-                except OSError as exc:
-                    raise _disk_error(exc, part, label) from exc
-                digests.update(chunk)
-                advance(len(chunk))
-    received = part.stat().st_size
-    if total is not None and received < total:
-        raise _Interrupted(f"the connection closed after {_mb(received)} of {_mb(total)}")
-    return digests.result()
-
-
-@contextmanager
-def _bar(description: str, total: int | None, completed: int, enabled: bool) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr: bytes, speed, time left."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-               TimeRemainingColumn()]
-    with Progress(*columns, console=Console(stderr=True), disable=not enabled) as bar:
-        task = bar.add_task(description, total=total, completed=completed)
-        yield lambda n: bar.advance(task, n)
-
-
-def _check_space(folder: Path, needed: int, label: str) -> None:
-    free = shutil.disk_usage(folder).free
-    if needed > free:
-        raise DatasetError(f"{label}: not enough disk space in {folder}: {_mb(needed)} needed, {_mb(free)} "
-                           "free; free some space, or set COLORIZE_CACHE to a folder on a larger disk")
-
-
-def _disk_error(exc: OSError, path: Path, label: str) -> Exception:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return DatasetError(f"{label}: the disk is full while writing {path}; free some space (or set "
-                            "COLORIZE_CACHE to a folder on a larger disk) and run the command again")
-    return DatasetError(f"{label}: cannot write {path} ({exc.strerror or exc})")
 
 
 def _verify(archive: Archive, part: Path, digests: dict[str, str], label: str, record: Path) -> list[str]:
@@ -528,10 +357,10 @@ def _verify(archive: Archive, part: Path, digests: dict[str, str], label: str, r
             "command again to download it again; if this repeats, the server's copy is not the one the "
             "publisher describes (docs/datasets.md)")
     if archive.md5:
-        _log(f"{label}: {archive.filename} verified ({', '.join(checks)}; {archive.source}); "
+        log(f"{label}: {archive.filename} verified ({', '.join(checks)}; {archive.source}); "
              f"sha256 {digests['sha256']} recorded in {record}")
     elif not recorded:
-        _log(f"{label}: {archive.filename}: no published checksum; recorded sha256 {digests['sha256']} in "
+        log(f"{label}: {archive.filename}: no published checksum; recorded sha256 {digests['sha256']} in "
              f"{record}; later downloads must match it")
     return checks
 
@@ -566,11 +395,11 @@ def extract(archive: Path, dest: Path, label: str, progress: bool = True) -> Pat
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    _check_space(dest, archive.stat().st_size, label)
+    check_space(dest, archive.stat().st_size, label, DatasetError)
     files = 0
     try:
-        with (open(archive, "rb") as raw, _bar(f"extract {archive.name}", archive.stat().st_size, 0,
-                                               progress) as advance,
+        with (open(archive, "rb") as raw,
+              progress_bar(f"extract {archive.name}", archive.stat().st_size, 0, progress) as advance,
               tarfile.open(fileobj=_CountingReader(raw, advance), mode="r|*") as tar):
             for member in tar:
                 rel = member_path(member.name)
@@ -596,9 +425,9 @@ def extract(archive: Path, dest: Path, label: str, progress: bool = True) -> Pat
                            "command again") from exc
     except OSError as exc:
         shutil.rmtree(dest, ignore_errors=True)
-        raise _disk_error(exc, dest, label) from exc
+        raise disk_error(exc, dest, label, DatasetError) from exc
     (dest / COMPLETE).write_text(json.dumps({"archive": archive.name, "files": files}) + "\n")
-    _log(f"{label}: extracted {files} files to {dest}")
+    log(f"{label}: extracted {files} files to {dest}")
     return dest
 
 
@@ -624,6 +453,7 @@ def describe() -> list[dict[str, str]]:
         for split, part in dataset.splits.items():
             a = part.archive
             rows.append({"name": f"{dataset.name}:{split}", "images": f"{part.images:,}", "url": archive_url(a),
-                         "size": _mb(a.size) if a.size else "?", "checksum": "md5" if a.md5 else "recorded sha256",
+                         "size": human_size(a.size) if a.size else "?",
+                         "checksum": "md5" if a.md5 else "recorded sha256",
                          "status": status(dataset, split), "terms": dataset.terms})
     return rows

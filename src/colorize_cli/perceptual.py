@@ -18,13 +18,9 @@ server); the file names and checksums stay the official ones. Whatever goes wron
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import os
 import sys
 import threading
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,12 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from colorize_cli import __version__
+from colorize_cli.download import DownloadError, download
+from colorize_cli.weights import sha256_of
 
 PRETRAINED_URL_ENV = "COLORIZE_PRETRAINED_URL"
 CACHE_ENV = "COLORIZE_CACHE"
 DEFAULT_CACHE = Path("~/.cache/colorize-cli")
-DOWNLOAD_TIMEOUT_S = 60
 
 
 class WeightsUnavailable(RuntimeError):
@@ -98,14 +94,6 @@ def _offline(offline: bool | None) -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 _VERIFIED: dict[tuple[str, int, int, str], bool] = {}  # (path, size, mtime_ns, sha256) -> ok
 
 
@@ -118,7 +106,7 @@ def _cached_ok(path: Path, spec: PretrainedFile) -> str | None:
     if spec.size is not None and st.st_size != spec.size:
         reason = f"has {st.st_size} bytes, expected {spec.size}"
     else:
-        digest = _sha256(path)
+        digest = sha256_of(path)
         if digest == spec.sha256:
             _VERIFIED[key] = True
             return None
@@ -156,26 +144,16 @@ def fetch_pretrained(spec: PretrainedFile, *, offline: bool | None = None,
         raise WeightsUnavailable(f"{spec.filename} ({spec.what}): {why} (HF_HUB_OFFLINE); {_remedy(spec, path)}")
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.part")
-    h = hashlib.sha256()
-    try:
-        if not quiet:
-            print(f"downloading {url} to {path}", file=sys.stderr)
-        req = urllib.request.Request(url, headers={"User-Agent": f"colorize-cli/{__version__}"})
-        with urllib.request.urlopen(req, timeout=DOWNLOAD_TIMEOUT_S) as resp, open(part, "wb") as f:
-            got = 0
-            for chunk in iter(lambda: resp.read(1 << 20), b""):
-                h.update(chunk)
-                f.write(chunk)
-                got += len(chunk)
-            expected = resp.headers.get("Content-Length")
-            if expected is not None and expected.isdigit() and got != int(expected):
-                # http.client returns a short body without an error when the connection drops
-                raise http.client.IncompleteRead(b"", int(expected) - got)
-    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+    if not quiet:
+        print(f"downloading {url} to {path}", file=sys.stderr)
+    try:  # no automatic retries: a failure is reported at once, and the unique .part is not resumed later
+        digests = download(url, part, None, spec.filename, progress=not quiet, quiet=True, retries=0)
+    except (DownloadError, OSError, ValueError) as exc:  # ValueError: not a URL
         part.unlink(missing_ok=True)
-        raise WeightsUnavailable(f"{spec.filename} ({spec.what}): downloading {url} failed ({_describe(exc)}); "
+        reason = exc.reason if isinstance(exc, DownloadError) else f"{exc.__class__.__name__}: {exc}"
+        raise WeightsUnavailable(f"{spec.filename} ({spec.what}): downloading {url} failed ({reason}); "
                                  f"check the network and run again, or {_remedy(spec, path)}") from exc
-    digest = h.hexdigest()
+    digest = digests["sha256"]
     if digest != spec.sha256:
         part.unlink(missing_ok=True)
         raise WeightsUnavailable(f"{spec.filename} ({spec.what}): checksum mismatch: {url} gave sha256 "
@@ -183,16 +161,6 @@ def fetch_pretrained(spec: PretrainedFile, *, offline: bool | None = None,
                                  f"is not the official one, so {_remedy(spec, path)}")
     os.replace(part, path)
     return path
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, urllib.error.HTTPError):
-        return f"HTTP {exc.code} {exc.reason}"
-    if isinstance(exc, urllib.error.URLError):
-        return f"network error: {exc.reason}"
-    if isinstance(exc, http.client.IncompleteRead):
-        return f"IncompleteRead: the connection dropped with {exc.expected} bytes still to come"
-    return f"{exc.__class__.__name__}: {exc}"
 
 
 def _load_state_dict(spec: PretrainedFile, **fetch) -> dict[str, Tensor]:
