@@ -94,3 +94,17 @@ def test_cli_train_on_missing_folder_is_a_usage_error(tmp_path):
     result = CliRunner().invoke(app, ["train", "--dataset", str(tmp_path / "nope")])
     assert result.exit_code == 2
     assert "not a folder and not a known dataset name" in result.output
+
+
+def test_resume_can_change_the_rebalancing_strength(tmp_path):
+    data = _folder(tmp_path / "data", n=4)
+    out = tmp_path / "run"
+    base = ["train", "--dataset", str(data), "--output", str(out), "--batch-size", "2", "--size", "32",
+            "--checkpoint-every", "2"]
+    assert CliRunner().invoke(app, [*base, "--steps", "2", "--rebalance", "0.9"]).exit_code == 0
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["rebalance"] is not None
+    result = CliRunner().invoke(app, [*base, "--steps", "4", "--rebalance", "0", "--resume"])
+    assert result.exit_code == 0, result.output
+    assert "colour rebalancing: 0.9 in the checkpoint, 0.0 from now on" in result.output
+    state = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert state["step"] == 4 and state["rebalance"] is None and state["config"]["rebalance"] == 0.0

@@ -153,6 +153,8 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         if state.get("rebalance") is not None:
             self.rebalance = ColorRebalance(state["rebalance"])
+        # a resumed run may change the rebalancing strength (a fine-tuning phase): train() refits
+        self.resumed_rebalance = state["config"].get("rebalance", 0.0)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -285,6 +287,9 @@ def train(config: TrainConfig, resume: bool = False, device: str = "cpu", progre
     data = load_dataset(config.dataset, round(config.size * 1.25), cache_dir)
     skipped = ", ".join(f"{v} {k}" for k, v in sorted(data.skipped.items())) or "none"
     _log(f"dataset {config.dataset}: {len(data.images)} colour photos of {data.files} files (skipped: {skipped})")
+    if resume and config.rebalance != trainer.resumed_rebalance:
+        _log(f"colour rebalancing: {trainer.resumed_rebalance} in the checkpoint, {config.rebalance} from now on")
+        trainer.rebalance = None
     if config.rebalance > 0 and trainer.rebalance is None:
         probe = BatchSampler(data.images, config.size, 256, torch.Generator().manual_seed(1))
         trainer.rebalance = ColorRebalance.fit(probe.next()[1], config.rebalance)
