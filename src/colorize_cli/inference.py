@@ -24,9 +24,8 @@ from colorize_cli.models import get_spec
 from colorize_cli.preprocess import equalize_histogram
 from colorize_cli.weights import DEFAULT_MODEL, load_generator, resolve
 
-# The bundled models learned from photos shown at 64-128 px. Predicting chroma at a long side of
-# 256 px measured best on bsds500/val of the sizes tried (docs/quality.md), and costs ~0.1 s on a
-# laptop CPU whatever the photo's size; chroma is smooth, so upsampling it loses little.
+# Working size when neither --size nor the weights' config ("working_size", chosen on validation
+# photos for each trained model: docs/quality.md) says otherwise.
 DEFAULT_WORKING_SIZE = 256
 STRIP_PIXELS = 1 << 20
 
@@ -85,7 +84,7 @@ class Colorizer:
             self.fixed_size, self.multiple = spec.fixed_size, spec.size_multiple
         else:
             raise ValueError(f"--backend {backend}: use torch or onnx")
-        self.size = size or self.fixed_size or DEFAULT_WORKING_SIZE
+        self.size = size or self.fixed_size or self.config.get("working_size") or DEFAULT_WORKING_SIZE
 
     def _init_onnx(self, name: str, device: str) -> None:
         """ONNX Runtime engine on a ``.onnx`` file, or on the cached export of weights; the size rule

@@ -1,0 +1,68 @@
+"""Bundle a trained snapshot as a model's default weights, and record it in weights.toml.
+
+    python tools/bundle_weights.py /work/runs/unet-sn/snapshots/step_0007000.safetensors unet-sn \
+        --working-size 128 --eval eval-report/metrics.json --trained-on "..." --license other
+
+Re-exports the snapshot (fp16 safetensors + JSON config) into src/colorize_cli/weights/NAME.safetensors
+with the chosen default working size in its config, then writes its sha256, size, bundled = true,
+training data and the eval metrics into weights.toml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+from colorize_cli.weights import (
+    export_generator,
+    load_generator,
+    sha256_of,
+    update_weights_toml,
+    weights_toml_path,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+METRIC_KEYS = ("psnr", "de2000", "auc", "cf", "cf_gt", "dcf", "grayish", "n")
+
+
+def write_metrics_table(name: str, metrics: dict, source: str) -> None:
+    path = weights_toml_path()
+    text = path.read_text()
+    body = f"[models.{name}.metrics]\n# {source}\n" + "".join(
+        f"{k} = {round(metrics[k], 4) if isinstance(metrics[k], float) else metrics[k]}\n" for k in METRIC_KEYS)
+    pattern = re.compile(rf"^\[models\.{re.escape(name)}\.metrics\]\n(?:(?!\[).*\n?)*", re.MULTILINE)
+    text = pattern.sub(body + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + body
+    path.write_text(text.rstrip("\n") + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("snapshot", type=Path)
+    ap.add_argument("name")
+    ap.add_argument("--working-size", type=int, required=True)
+    ap.add_argument("--eval", type=Path, help="metrics.json of a colorize eval run of the bundled model")
+    ap.add_argument("--eval-command", default="", help="the command that produced --eval")
+    ap.add_argument("--trained-on", required=True)
+    ap.add_argument("--license", default="other")
+    args = ap.parse_args()
+
+    model, config = load_generator(args.snapshot)
+    target = ROOT / "src" / "colorize_cli" / "weights" / f"{args.name}.safetensors"
+    extra = {k: v for k, v in config.items() if k not in ("arch", "options", "colorize_cli_version")}
+    extra["working_size"] = args.working_size
+    export_generator(model, config["arch"], target, extra=extra, options=config.get("options"))
+    update_weights_toml(args.name, {
+        "filename": target.name, "arch": config["arch"], "sha256": sha256_of(target),
+        "size": target.stat().st_size, "bundled": True, "license": args.license, "trained_on": args.trained_on,
+    })
+    if args.eval:
+        metrics = json.loads(args.eval.read_text())
+        model_metrics = next(v for k, v in metrics.items() if k != "gray")
+        write_metrics_table(args.name, model_metrics, f"bsds500/test, EVAL.md protocol: {args.eval_command}")
+    print(f"{target} ({target.stat().st_size / 1e6:.1f} MB), weights.toml updated")
+
+
+if __name__ == "__main__":
+    main()
