@@ -221,8 +221,10 @@ def test_ctrl_c_stops_cleanly_keeping_finished_outputs(tmp_path, tiny_weights):
     for i in range(400):
         make_photo(folder / f"p{i:03d}.png", size=(96, 96), seed=i, mode="L")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    # a shell that starts jobs in the background makes them ignore SIGINT; a user's Ctrl-C is not ignored
     proc = subprocess.Popen([sys.executable, "-m", "colorize_cli", str(folder), "--model", str(tiny_weights),
-                             "--batch-size", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+                             "--batch-size", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while time.time() < deadline and len(list(folder.glob("*_color.png"))) < 3:
         time.sleep(0.05)
