@@ -184,7 +184,8 @@ def run_batch(inputs: list, **options) -> int:
 
 
 class _Runner:
-    """Read ahead in threads, batch photos by working shape, finish and write in a thread."""
+    """Read ahead in threads, batch photos by working shape, finish and write in two threads (the
+    full-resolution colour conversion is the longest step: two photos at a time keep both cores busy)."""
 
     def __init__(self, colorizer, opts: BatchOptions, summary: Summary, err):
         self.c, self.opts, self.summary, self.err = colorizer, opts, summary, err
@@ -240,7 +241,7 @@ class _Runner:
                                  console=console, disable=not show)
         window = max(2, 2 * self.opts.batch_size)
         with self.progress, ThreadPoolExecutor(2, thread_name_prefix="read") as readers, \
-                ThreadPoolExecutor(1, thread_name_prefix="write") as writer:
+                ThreadPoolExecutor(2, thread_name_prefix="write") as writer:
             self.task = self.progress.add_task("colorize", total=len(jobs), rate="")
             self.started = time.perf_counter()
             reads: deque[tuple[Job, Future]] = deque()

@@ -139,14 +139,19 @@ def _lut(kind: str, size: int) -> torch.Tensor:
     return _LUT_CACHE[key]
 
 
+def _take(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``table[idx]`` for an int32 index tensor of any shape (index_select is ~3x faster on a CPU)."""
+    return torch.index_select(table, 0, idx.reshape(-1)).view(idx.shape)
+
+
 def pixels_to_l(pixels: torch.Tensor, maxval: int) -> torch.Tensor:
     """CIELAB L (H, W) of integer sRGB pixels, (H, W) gray or (H, W, 3), with code values 0..maxval."""
-    idx = pixels.long()
+    idx = pixels.to(torch.int32)
     if pixels.ndim == 2:
-        return _lut("gray_l", maxval + 1)[idx]
+        return _take(_lut("gray_l", maxval + 1), idx)
     lin = _lut("to_linear", maxval + 1)
     m = _XYZ_FROM_RGB[1]
-    y = lin[idx[..., 0]] * m[0] + lin[idx[..., 1]] * m[1] + lin[idx[..., 2]] * m[2]
+    y = _take(lin, idx[..., 0]) * m[0] + _take(lin, idx[..., 1]) * m[1] + _take(lin, idx[..., 2]) * m[2]
     f = torch.where(y > 0.008856, y.clamp(min=_EPS) ** (1 / 3), 7.787 * y + 16 / 116)
     return 116 * f - 16
 
@@ -167,7 +172,7 @@ def lab_to_pixels(lum: torch.Tensor, ab: torch.Tensor, maxval: int) -> torch.Ten
     if maxval <= 255:
         # a table of the curve at 65536 points, already in 8-bit code values: errs by < 0.06 levels
         idx = lin.mul_(_GAMMA_LUT_SIZE - 1).add_(0.5).to(torch.int32)
-        out = _lut("to_srgb8", _GAMMA_LUT_SIZE)[idx]
+        out = _take(_lut("to_srgb8", _GAMMA_LUT_SIZE), idx)
     else:
         out = linear_to_srgb(lin).mul_(maxval).add_(0.5).to(torch.int32)
     return out.view(3, *lum.shape).permute(1, 2, 0)
