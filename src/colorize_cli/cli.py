@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -266,8 +267,8 @@ def models(
     except ValueError as exc:
         _fail(exc, 2)
     table = Table()
-    for col in ("name", "study", "parameters", "size", "weights", "metrics"):
-        table.add_column(col)
+    for col in ("name", "study", "parameters", "size", "weights", "metrics (bsds500/test)"):
+        table.add_column(col, no_wrap=col == "name")
     for name in [*list_models(), *(n for n in entries if n not in list_models())]:
         entry = entries.get(name)
         arch = entry.arch if entry else name
@@ -276,9 +277,10 @@ def models(
         nbytes = entry.size if entry else 0
         if entry and not nbytes and status == "bundled":
             nbytes = bundled_path(entry).stat().st_size
-        metrics = ", ".join(f"{k} {v}" for k, v in entry.metrics.items()) if entry else ""
+        shown = ("auc", "dcf", "psnr")  # the headline numbers; weights.toml has the rest
+        metrics = ", ".join(f"{k} {entry.metrics[k]:.2f}" for k in shown if k in entry.metrics) if entry else ""
         label = f"{name} (default)" if name == DEFAULT_MODEL else name
-        table.add_row(label, get_spec(arch).study, f"{params / 1e6:.2f} M",
+        table.add_row(label, _short_study(get_spec(arch).study), f"{params / 1e6:.2f} M",
                       f"{nbytes / 1e6:.1f} MB" if nbytes else "–", status, metrics or "–")
     Console().print(table)
 
@@ -387,6 +389,13 @@ def export_command(
     except (FileNotFoundError, KeyError, ValueError, RuntimeError) as exc:
         _fail(exc)
     print(result.summary())
+
+
+def _short_study(study: str) -> str:
+    """'Ehrenberg, Image Colorization with GANs, §1.2' -> 'Ehrenberg §1.2' (the table stays narrow)."""
+    authors = study.split(",")[0]
+    section = re.search(r"§\s*[\d.\-]+", study)
+    return f"{authors} {section.group(0)}" if section else authors
 
 
 def main() -> None:
