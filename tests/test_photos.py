@@ -224,7 +224,7 @@ def test_ctrl_c_stops_cleanly_keeping_finished_outputs(tmp_path, tiny_weights):
     # a shell that starts jobs in the background makes them ignore SIGINT; a user's Ctrl-C is not ignored
     proc = subprocess.Popen([sys.executable, "-m", "colorize_cli", str(folder), "--model", str(tiny_weights),
                              "--batch-size", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509 - no threads run here
     deadline = time.time() + 60
     while time.time() < deadline and len(list(folder.glob("*_color.png"))) < 3:
         time.sleep(0.05)
@@ -286,3 +286,44 @@ def test_strip_processing_matches_whole_image(tiny_weights, monkeypatch):
     whole = colorizer.finish(photo, ab)
     monkeypatch.setattr(inference, "STRIP_PIXELS", 77 * 10)  # 21 strips, the last one short
     assert np.array_equal(colorizer.finish(photo, ab), whole)
+
+
+def test_outputs_never_replace_inputs_and_earlier_outputs_are_not_recolorized(tmp_path, tiny_weights):
+    src = make_photo(tmp_path / "in" / "a.jpg", mode="L")
+    before = src.read_bytes()
+    result = run(src, "--output", tmp_path / "in", "--suffix", "", "--overwrite", "--model", tiny_weights)
+    assert result.exit_code == 1 and "would overwrite the input" in result.output
+    assert src.read_bytes() == before
+    # a photo that merely has "_color" in its name is colorized when outputs go elsewhere
+    make_photo(tmp_path / "in" / "sunset_color.jpg", mode="L", seed=2)
+    result = run(tmp_path / "in", "--output", tmp_path / "out", "--model", tiny_weights, "--json")
+    assert json.loads(result.stdout.strip().splitlines()[-1])["processed"] == 2
+    # re-running a glob beside the inputs skips the outputs of the first run
+    assert run(str(tmp_path / "in" / "*.jpg"), "--model", tiny_weights).exit_code == 0
+    result = run(str(tmp_path / "in" / "*.jpg"), "--model", tiny_weights, "--json")
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["processed"] == 0 and summary["skipped_existing"] == 2  # a_color, sunset_color_color
+    assert summary["skipped_own_outputs"] == 2 and not list((tmp_path / "in").glob("*_color_color_color*"))
+
+
+def test_recursive_glob_mirrors_the_tree_once(tmp_path, tiny_weights):
+    make_photo(tmp_path / "in" / "x.jpg", mode="L")
+    make_photo(tmp_path / "in" / "b" / "x.jpg", mode="L", seed=1)
+    result = run(str(tmp_path / "in" / "**"), "--output", tmp_path / "out", "--model", tiny_weights)
+    assert result.exit_code == 0, result.output
+    got = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*.*"))
+    assert got == ["b/x_color.jpg", "x_color.jpg"]
+
+
+def test_outputs_honour_the_umask(tmp_path, tiny_weights):
+    src = make_photo(tmp_path / "a.png", mode="L")
+    assert run(src, "--model", tiny_weights).exit_code == 0
+    from colorize_cli.imageio import _UMASK
+
+    assert (tmp_path / "a_color.png").stat().st_mode & 0o777 == 0o666 & ~_UMASK
+
+
+def test_gray_png_with_a_transparent_colour_keeps_transparency(tmp_path, tiny_weights):
+    Image.fromarray(_gray_array()).save(tmp_path / "t.png", transparency=0)
+    assert run(tmp_path / "t.png", "--model", tiny_weights).exit_code == 0
+    assert Image.open(tmp_path / "t_color.png").mode == "RGBA"

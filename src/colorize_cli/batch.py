@@ -36,6 +36,7 @@ class Summary:
     skipped_color: int = 0  # ... or left alone with --skip-color
     skipped_existing: int = 0
     skipped_not_image: int = 0
+    skipped_own_outputs: int = 0  # files named like our outputs where our outputs go
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
@@ -43,7 +44,7 @@ class Summary:
     def as_dict(self) -> dict:
         return {"processed": self.processed, "colored_inputs": self.colored_inputs,
                 "skipped_color": self.skipped_color, "skipped_existing": self.skipped_existing,
-                "skipped_not_image": self.skipped_not_image,
+                "skipped_not_image": self.skipped_not_image, "skipped_own_outputs": self.skipped_own_outputs,
                 "failed": [{"file": f, "reason": r} for f, r in self.failed],
                 "seconds": round(self.seconds, 3), "interrupted": self.interrupted}
 
@@ -52,7 +53,8 @@ class Summary:
         if self.colored_inputs:
             parts.append(f"{self.colored_inputs} of them already in colour")
         for n, what in ((self.skipped_existing, "already done"), (self.skipped_color, "in colour, left alone"),
-                        (self.skipped_not_image, "not images")):
+                        (self.skipped_not_image, "not images"),
+                        (self.skipped_own_outputs, "earlier outputs (not colorized again)")):
             if n:
                 parts.append(f"{n} {what}")
         parts.append(f"{len(self.failed)} failed")
@@ -86,30 +88,53 @@ def _expand(item: str) -> list[tuple[Path, Path | None]]:
     return [(Path(m), base) for m in sorted(glob.glob(item, recursive=True))]
 
 
-def plan_jobs(inputs: list, output: Path | None, suffix: str, fmt: str = "same") -> tuple[list[Job], int, list[str]]:
-    """Expand files, folders and globs into jobs; returns (jobs, files that are not images, unmatched inputs)."""
+def _is_own_output(f: Path, suffix: str, out_root: Path | None) -> bool:
+    """An output of an earlier run (colorizing it again is never wanted): named ``{stem}{suffix}.*``
+    and either inside the output folder or, beside the inputs, next to its source ``{stem}.*``."""
+    if not suffix or not f.stem.endswith(suffix) or f.stem == suffix:
+        return False
+    if out_root is not None:
+        return out_root in f.resolve().parents
+    base = f.stem[: -len(suffix)]
+    return any(p.stem == base and p != f for p in f.parent.glob(glob.escape(base) + ".*"))
+
+
+def plan_jobs(inputs: list, output: Path | None, suffix: str,
+              fmt: str = "same") -> tuple[list[Job], int, int, list[str]]:
+    """Expand files, folders and globs into jobs.
+
+    Returns (jobs, files that are not images, earlier outputs found while walking, unmatched inputs).
+    Each source file is planned once, however many inputs name it; files found by walking a folder
+    or a glob keep their place under it in ``output``.
+    """
     from colorize_cli.imageio import output_suffix
 
     jobs: list[Job] = []
-    not_images = 0
+    seen: set[Path] = set()
+    not_images = own_outputs = 0
     missing: list[str] = []
+    out_root = output.resolve() if output is not None else None
     for item in inputs:
         expanded = _expand(str(item))
         if not expanded or not any(p.exists() for p, _ in expanded):
             missing.append(str(item))
             continue
         for path, root in expanded:
-            if path.is_dir():
-                files = sorted(p for p in path.rglob("*") if p.is_file())
-            else:
-                files = [path]
+            walked = path.is_dir() or root is not None  # found by walking or a glob, not named
+            files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+            rel_root = root if root is not None else (path if path.is_dir() else None)
             for f in files:
+                key = f.resolve()
+                if key in seen:
+                    continue
+                seen.add(key)
                 if f.suffix.lower() not in IMAGE_SUFFIXES:
                     not_images += 1
-                elif not (path.is_dir() and f.stem.endswith(suffix)):  # never re-colorize our outputs
-                    rel_root = path if path.is_dir() else root
+                elif walked and _is_own_output(f, suffix, out_root):
+                    own_outputs += 1
+                else:
                     jobs.append(Job(f, output_path(f, rel_root, output, suffix, output_suffix(f, fmt))))
-    return jobs, not_images, missing
+    return jobs, not_images, own_outputs, missing
 
 
 @dataclass
@@ -144,7 +169,7 @@ def run_batch(inputs: list, **options) -> int:
     if not opts.suffix and opts.output is None:
         err("error: --suffix must not be empty without --output (the input would be overwritten)")
         return EXIT_USAGE
-    jobs, not_images, missing = plan_jobs(inputs, opts.output, opts.suffix, opts.fmt)
+    jobs, not_images, own_outputs, missing = plan_jobs(inputs, opts.output, opts.suffix, opts.fmt)
     if missing:
         err(f"error: no such file or folder: {', '.join(missing)}")
         return EXIT_USAGE
@@ -155,10 +180,13 @@ def run_batch(inputs: list, **options) -> int:
         err(f"error: {error_message(exc)}")
         return EXIT_USAGE
     set_max_pixels(DEFAULT_MAX_PIXELS if opts.max_pixels is None else opts.max_pixels)
-    summary = Summary(skipped_not_image=not_images)
+    summary = Summary(skipped_not_image=not_images, skipped_own_outputs=own_outputs)
     todo, seen = [], {}
     for job in jobs:
-        if job.target in seen:
+        if job.target.resolve() == job.source.resolve():
+            summary.failed.append((str(job.source), "the output would overwrite the input (choose a --suffix)"))
+            err(f"failed: {job.source}: the output would overwrite the input (choose a --suffix)")
+        elif job.target in seen:
             summary.failed.append((str(job.source), f"output {job.target} would collide with {seen[job.target]}'s"))
             err(f"failed: {job.source}: output {job.target} would collide with {seen[job.target]}'s")
         elif job.target.exists() and not opts.overwrite:

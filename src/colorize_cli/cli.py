@@ -78,7 +78,7 @@ def colorize_command(
                                       "predicted (rounded to what the network needs); 0 = the model's default.")] = 0,
     suffix: Annotated[str, typer.Option(help="Appended to the output file's stem.")] = "_color",
     fmt: Annotated[str, typer.Option("--format", help="Output format: same, jpg, png, webp or tiff. "
-                                     "16-bit inputs stay 16-bit in png and tiff.")] = "same",
+                                     "16-bit gray PNG/TIFF and 16-bit RGB TIFF inputs stay 16-bit in png and tiff.")] = "same",
     quality: Annotated[int, typer.Option(min=1, max=100, help="Quality of jpg and webp outputs.")] = 95,
     overwrite: Annotated[bool, typer.Option(help="Redo outputs that already exist (by default they are "
                                             "skipped, so re-running a batch resumes it).")] = False,

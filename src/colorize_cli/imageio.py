@@ -12,7 +12,6 @@ import io
 import os
 import struct
 import tempfile
-import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,9 +66,22 @@ class Photo:
         return bool(spread > 2.0)
 
 
+_max_pixels: int | None = DEFAULT_MAX_PIXELS
+_UMASK = os.umask(0o022)  # read the process umask (set it back at once): outputs honour it
+os.umask(_UMASK)
+
+
 def set_max_pixels(limit: int | None) -> None:
-    """Pillow's decompression-bomb limit: images above ``limit`` pixels are refused (None/0: no limit)."""
-    Image.MAX_IMAGE_PIXELS = limit or None
+    """The decompression-bomb limit: images above ``limit`` pixels are refused (None/0: no limit).
+
+    Checked here on the header's size, before decoding, instead of by Pillow's own check, which
+    works through process-wide warning filters that threads reading in parallel would race on.
+    """
+    global _max_pixels
+    _max_pixels = limit or None
+
+
+Image.MAX_IMAGE_PIXELS = None  # replaced by the check in read_image
 
 
 def _rgb_profile(icc: bytes | None) -> bytes | None:
@@ -94,23 +106,22 @@ def read_image(path: Path) -> Photo:
     """Read ``path`` into a :class:`Photo`; raises :class:`ImageReadError` with a one-line reason."""
     path = Path(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(path)
-            notes = []
-            frames = getattr(im, "n_frames", 1)
-            if frames > 1:
-                notes.append(f"{frames} frames: colorizing the first only")
-            fmt = im.format
-            icc = im.info.get("icc_profile")
-            exif = im.getexif()
-            orientation = exif.get(_EXIF_ORIENTATION, 1)
-            wide = _read_tiff16(path, im)
-            im = ImageOps.exif_transpose(im)
-            im.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageReadError(f"larger than the limit of {Image.MAX_IMAGE_PIXELS} pixels "
-                             "(raise it with --max-pixels N, or --max-pixels 0 for none)") from None
+        im = Image.open(path)
+        if _max_pixels and im.width * im.height > _max_pixels:
+            im.close()
+            raise ImageReadError(f"{im.width}x{im.height} is larger than the limit of {_max_pixels} pixels "
+                                 "(raise it with --max-pixels N, or --max-pixels 0 for none)")
+        notes = []
+        frames = getattr(im, "n_frames", 1)
+        if frames > 1:
+            notes.append(f"{frames} frames: colorizing the first only")
+        fmt = im.format
+        icc = im.info.get("icc_profile")
+        exif = im.getexif()
+        orientation = exif.get(_EXIF_ORIENTATION, 1)
+        wide = _read_tiff16(path, im)
+        im = ImageOps.exif_transpose(im)
+        im.load()
     except FileNotFoundError:
         raise ImageReadError("file not found") from None
     except PermissionError:
@@ -130,9 +141,9 @@ def read_image(path: Path) -> Photo:
         if mode == "F" or arr.max(initial=0) > 65535 or arr.min(initial=0) < 0:
             arr = np.clip(arr, 0, 65535)
         pixels = arr.astype(np.uint16) if mode != "F" or arr.max(initial=0) > 1 else (arr * 65535).astype(np.uint16)
-    elif mode in ("1", "L"):
+    elif mode in ("1", "L") and "transparency" not in im.info:
         pixels = np.array(im.convert("L"))
-    elif mode == "LA" or (mode in ("P", "PA") and _palette_is_gray(im)):
+    elif mode in ("L", "LA") or (mode in ("P", "PA") and _palette_is_gray(im)):
         la = np.asarray(im.convert("LA"))
         pixels = la[..., 0].copy()
         alpha = la[..., 1].copy() if _has_alpha(im) else None
@@ -210,6 +221,7 @@ def write_image(path: Path, pixels: np.ndarray, photo: Photo, quality: int = 95)
                 if fmt in ("JPEG", "WEBP"):
                     kwargs["quality"] = quality
                 im.save(f, format=fmt, **kwargs)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; an output is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
