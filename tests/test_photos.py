@@ -223,13 +223,14 @@ def test_ctrl_c_stops_cleanly_keeping_finished_outputs(tmp_path, tiny_weights):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     # a shell that starts jobs in the background makes them ignore SIGINT; a user's Ctrl-C is not ignored
     proc = subprocess.Popen([sys.executable, "-m", "colorize_cli", str(folder), "--model", str(tiny_weights),
-                             "--batch-size", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+                             "--batch-size", "1", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509 - no threads run here
     deadline = time.time() + 60
     while time.time() < deadline and len(list(folder.glob("*_color.png"))) < 3:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     done = list(folder.glob("*_color.png"))
@@ -237,6 +238,8 @@ def test_ctrl_c_stops_cleanly_keeping_finished_outputs(tmp_path, tiny_weights):
     assert not list(folder.glob("*.part")) and not list(folder.glob(".*"))
     for p in done:
         assert Image.open(p).size == (96, 96)  # complete, decodable files
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["interrupted"] and summary["processed"] == len(done)  # the summary counts every file written
     # a second run resumes: the finished ones are skipped
     proc = subprocess.run([sys.executable, "-m", "colorize_cli", str(folder), "--model", str(tiny_weights),
                            "--json"], capture_output=True, text=True, env=env, check=False)

@@ -306,6 +306,8 @@ class _Runner:
             except BaseException:
                 for _, f in list(reads) + list(writes):
                     f.cancel()
+                # writes already running finish (they are atomic either way): count them
+                self._drain(deque((job, f) for job, f in writes if not f.cancelled()), limit=0)
                 raise
 
     def _flush(self, groups: dict, writer: ThreadPoolExecutor, writes: deque) -> None:
