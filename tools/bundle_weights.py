@@ -1,6 +1,6 @@
 """Bundle a trained snapshot as a model's default weights, and record it in weights.toml.
 
-    python tools/bundle_weights.py /work/runs/unet-sn/snapshots/step_0007000.safetensors unet-sn \
+    python tools/bundle_weights.py runs/unet-sn/snapshots/step_0007000.safetensors unet-sn \
         --working-size 128 --eval eval-report/metrics.json --trained-on "..." --license other
 
 Re-exports the snapshot (fp16 safetensors + JSON config) into src/colorize_cli/weights/NAME.safetensors
