@@ -31,9 +31,10 @@ def find_images(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def is_grayscale(rgb: np.ndarray) -> bool:
-    """True if an HxWx3 uint8 array carries no colour worth learning from."""
-    x = rgb.astype(np.int16)
+def is_grayscale(rgb: np.ndarray, maxval: int = 255) -> bool:
+    """True if an HxWx3 array (code values 0..maxval) carries no colour: its channels differ by less
+    than GRAY_TOLERANCE 8-bit levels on average. Training skips such photos; colorizing counts the others."""
+    x = rgb.astype(np.float32) * (255.0 / maxval)
     spread = np.abs(x[..., 0] - x[..., 1]).mean() + np.abs(x[..., 1] - x[..., 2]).mean()
     return bool(spread < GRAY_TOLERANCE)
 

@@ -60,10 +60,10 @@ class Photo:
         """True if the photo already carries colour (channels differ by more than rounding)."""
         if self.pixels.ndim == 2:
             return False
-        step = max(1, int(np.sqrt(self.pixels.shape[0] * self.pixels.shape[1] / 250_000)))
-        x = self.pixels[::step, ::step].astype(np.float32) * (255.0 / self.maxval)
-        spread = np.abs(x[..., 0] - x[..., 1]).mean() + np.abs(x[..., 1] - x[..., 2]).mean()
-        return bool(spread > 2.0)
+        from colorize_cli.data import is_grayscale
+
+        step = max(1, int(np.sqrt(self.pixels.shape[0] * self.pixels.shape[1] / 250_000)))  # ~250k samples
+        return not is_grayscale(self.pixels[::step, ::step], self.maxval)
 
 
 _max_pixels: int | None = DEFAULT_MAX_PIXELS
