@@ -301,6 +301,11 @@ def test_outputs_never_replace_inputs_and_earlier_outputs_are_not_recolorized(tm
     make_photo(tmp_path / "in" / "sunset_color.jpg", mode="L", seed=2)
     result = run(tmp_path / "in", "--output", tmp_path / "out", "--model", tiny_weights, "--json")
     assert json.loads(result.stdout.strip().splitlines()[-1])["processed"] == 2
+    # outputs of a run beside the inputs are not inputs of a later run into --output
+    assert run(src, "--model", tiny_weights).exit_code == 0
+    result = run(tmp_path / "in", "--output", tmp_path / "out2", "--model", tiny_weights, "--json")
+    assert json.loads(result.stdout.strip().splitlines()[-1])["skipped_own_outputs"] == 1
+    (tmp_path / "in" / "a_color.jpg").unlink()
     # re-running a glob beside the inputs skips the outputs of the first run
     assert run(str(tmp_path / "in" / "*.jpg"), "--model", tiny_weights).exit_code == 0
     result = run(str(tmp_path / "in" / "*.jpg"), "--model", tiny_weights, "--json")

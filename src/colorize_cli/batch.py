@@ -90,11 +90,11 @@ def _expand(item: str) -> list[tuple[Path, Path | None]]:
 
 def _is_own_output(f: Path, suffix: str, out_root: Path | None) -> bool:
     """An output of an earlier run (colorizing it again is never wanted): named ``{stem}{suffix}.*``
-    and either inside the output folder or, beside the inputs, next to its source ``{stem}.*``."""
+    and either inside the output folder or next to its source ``{stem}.*``."""
     if not suffix or not f.stem.endswith(suffix) or f.stem == suffix:
         return False
-    if out_root is not None:
-        return out_root in f.resolve().parents
+    if out_root is not None and out_root in f.resolve().parents:
+        return True
     base = f.stem[: -len(suffix)]
     return any(p.stem == base and p != f for p in f.parent.glob(glob.escape(base) + ".*"))
 
