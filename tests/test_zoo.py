@@ -8,6 +8,7 @@ trainer's wiring of the perceptual term; one test runs the real one when its wei
 
 from __future__ import annotations
 
+import json
 import sys
 import types
 
@@ -429,6 +430,39 @@ def test_colorizer_samples_several_colorizations_of_a_vae(tmp_path):
                             options=TINY)
     with pytest.raises(ValueError, match="no latent code"):
         Colorizer(str(unet)).sample_latents(2, seed=0)
+
+
+def test_cli_samples_writes_n_different_colorizations_reproducibly(tmp_path):
+    torch.manual_seed(0)
+    weights = export_generator(create_model("vae", **TINY).eval(), "vae", tmp_path / "vae.safetensors",
+                               options=TINY)
+    make_photo(tmp_path / "in" / "p.png", size=(40, 30), mode="L")
+    runner = CliRunner()
+
+    def colorize(*args):
+        return runner.invoke(app, [str(tmp_path / "in"), "--model", str(weights), "--quiet", *args])
+
+    result = colorize("--samples", "3", "--seed", "4", "--output", str(tmp_path / "a"))
+    assert result.exit_code == 0, result.output
+    outs = [np.asarray(read_image(tmp_path / "a" / f"p_color-{k}.png").pixels) for k in (1, 2, 3)]
+    assert all(o.shape == (30, 40, 3) for o in outs)
+    assert np.abs(outs[0].astype(int) - outs[1]).mean() > 0.5  # different codes, different colours
+    assert colorize("--samples", "3", "--seed", "4", "--output", str(tmp_path / "b")).exit_code == 0
+    for k in (1, 2, 3):  # the same seed gives the same pictures
+        assert (tmp_path / "a" / f"p_color-{k}.png").read_bytes() == (tmp_path / "b" / f"p_color-{k}.png").read_bytes()
+    assert colorize("--samples", "3", "--seed", "5", "--output", str(tmp_path / "c")).exit_code == 0
+    assert (tmp_path / "a" / "p_color-1.png").read_bytes() != (tmp_path / "c" / "p_color-1.png").read_bytes()
+    # outputs of an earlier run are recognised, not colorized again; a finished photo is skipped
+    result = colorize("--samples", "3", "--seed", "4", "--json")
+    assert result.exit_code == 0 and (tmp_path / "in" / "p_color-3.png").exists()
+    again = runner.invoke(app, [str(tmp_path / "in"), "--model", str(weights), "--samples", "3", "--json"])
+    summary = json.loads(again.stdout.strip().splitlines()[-1])
+    assert summary["skipped_existing"] == 1 and summary["skipped_own_outputs"] == 3
+    # a model without a latent code: a usage error that says so
+    unet = export_generator(create_model("unet-sn", **TINY).eval(), "unet-sn", tmp_path / "u.safetensors",
+                            options=TINY)
+    result = runner.invoke(app, [str(tmp_path / "in" / "p.png"), "--model", str(unet), "--samples", "2"])
+    assert result.exit_code == 2 and "no latent code" in result.output
 
 
 def test_cli_train_takes_gan_loss_blur_and_equalize(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import json
+import re
 import sys
 import time
 import traceback
@@ -26,7 +27,11 @@ _GLOB_CHARS = set("*?[")
 @dataclass
 class Job:
     source: Path
-    target: Path
+    target: Path  # the output; with --samples N the first of ``targets``
+    targets: list[Path] = field(default_factory=list)  # every output of the source (one per sample)
+
+    def __post_init__(self) -> None:
+        self.targets = self.targets or [self.target]
 
 
 @dataclass
@@ -66,9 +71,11 @@ def error_message(exc: BaseException) -> str:
     return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
 
 
-def output_path(source: Path, root: Path | None, output: Path | None, suffix: str, ext: str) -> Path:
-    """``{stem}{suffix}{ext}`` beside ``source``, or under ``output`` mirroring its place under ``root``."""
-    name = f"{source.stem}{suffix}{ext}"
+def output_path(source: Path, root: Path | None, output: Path | None, suffix: str, ext: str,
+                sample: int | None = None) -> Path:
+    """``{stem}{suffix}{ext}`` beside ``source``, or under ``output`` mirroring its place under ``root``;
+    sample k of ``--samples N`` is ``{stem}{suffix}-{k}{ext}``."""
+    name = f"{source.stem}{suffix}{'' if sample is None else f'-{sample}'}{ext}"
     if output is None:
         return source.with_name(name)
     rel = source.parent.relative_to(root) if root is not None else Path()
@@ -91,17 +98,18 @@ def _expand(item: str) -> list[tuple[Path, Path | None]]:
 def _is_own_output(f: Path, suffix: str, out_root: Path | None) -> bool:
     """An output of an earlier run (colorizing it again is never wanted): named ``{stem}{suffix}.*``
     and either inside the output folder or next to its source ``{stem}.*``."""
-    if not suffix or not f.stem.endswith(suffix) or f.stem == suffix:
+    match = re.fullmatch(f"(.+){re.escape(suffix)}(-[0-9]+)?", f.stem) if suffix else None
+    if match is None:
         return False
     if out_root is not None and out_root in f.resolve().parents:
         return True
-    base = f.stem[: -len(suffix)]
+    base = match.group(1)
     return any(p.stem == base and p != f for p in f.parent.glob(glob.escape(base) + ".*"))
 
 
-def plan_jobs(inputs: list, output: Path | None, suffix: str,
-              fmt: str = "same") -> tuple[list[Job], int, int, list[str]]:
-    """Expand files, folders and globs into jobs.
+def plan_jobs(inputs: list, output: Path | None, suffix: str, fmt: str = "same",
+              samples: int = 1) -> tuple[list[Job], int, int, list[str]]:
+    """Expand files, folders and globs into jobs (with ``samples`` > 1, a job has that many outputs).
 
     Returns (jobs, files that are not images, earlier outputs found while walking, unmatched inputs).
     Each source file is planned once, however many inputs name it; files found by walking a folder
@@ -133,7 +141,12 @@ def plan_jobs(inputs: list, output: Path | None, suffix: str,
                 elif walked and _is_own_output(f, suffix, out_root):
                     own_outputs += 1
                 else:
-                    jobs.append(Job(f, output_path(f, rel_root, output, suffix, output_suffix(f, fmt))))
+                    ext = output_suffix(f, fmt)
+                    if samples > 1:
+                        targets = [output_path(f, rel_root, output, suffix, ext, k) for k in range(1, samples + 1)]
+                    else:
+                        targets = [output_path(f, rel_root, output, suffix, ext)]
+                    jobs.append(Job(f, targets[0], targets))
     return jobs, not_images, own_outputs, missing
 
 
@@ -155,6 +168,8 @@ class BatchOptions:
     quiet: bool = False
     json: bool = False
     debug: bool = False
+    samples: int = 1  # colorizations per photo, from latent codes sampled with ``seed`` (a vae)
+    seed: int | None = None  # sample the latent code(s) from this seed; None and samples 1: the mean (z = 0)
 
 
 def run_batch(inputs: list, **options) -> int:
@@ -169,13 +184,16 @@ def run_batch(inputs: list, **options) -> int:
     if not opts.suffix and opts.output is None:
         err("error: --suffix must not be empty without --output (the input would be overwritten)")
         return EXIT_USAGE
-    jobs, not_images, own_outputs, missing = plan_jobs(inputs, opts.output, opts.suffix, opts.fmt)
+    jobs, not_images, own_outputs, missing = plan_jobs(inputs, opts.output, opts.suffix, opts.fmt, opts.samples)
     if missing:
         err(f"error: no such file or folder: {', '.join(missing)}")
         return EXIT_USAGE
     try:
         colorizer = Colorizer(opts.model, device=opts.device, size=opts.size, half=opts.half,
                               backend=opts.backend)
+        latents = None
+        if opts.samples > 1 or opts.seed is not None:
+            latents = colorizer.sample_latents(opts.samples, 0 if opts.seed is None else opts.seed)
     except (KeyError, FileNotFoundError, ValueError, RuntimeError) as exc:
         err(f"error: {error_message(exc)}")
         return EXIT_USAGE
@@ -183,19 +201,20 @@ def run_batch(inputs: list, **options) -> int:
     summary = Summary(skipped_not_image=not_images, skipped_own_outputs=own_outputs)
     todo, seen = [], {}
     for job in jobs:
-        if job.target.resolve() == job.source.resolve():
+        clash = next((t for t in job.targets if t in seen), None)
+        if any(t.resolve() == job.source.resolve() for t in job.targets):
             summary.failed.append((str(job.source), "the output would overwrite the input (choose a --suffix)"))
             err(f"failed: {job.source}: the output would overwrite the input (choose a --suffix)")
-        elif job.target in seen:
-            summary.failed.append((str(job.source), f"output {job.target} would collide with {seen[job.target]}'s"))
-            err(f"failed: {job.source}: output {job.target} would collide with {seen[job.target]}'s")
-        elif job.target.exists() and not opts.overwrite:
+        elif clash is not None:
+            summary.failed.append((str(job.source), f"output {clash} would collide with {seen[clash]}'s"))
+            err(f"failed: {job.source}: output {clash} would collide with {seen[clash]}'s")
+        elif all(t.exists() for t in job.targets) and not opts.overwrite:
             summary.skipped_existing += 1
         else:
-            seen[job.target] = job.source
+            seen.update((t, job.source) for t in job.targets)
             todo.append(job)
     t0 = time.perf_counter()
-    runner = _Runner(colorizer, opts, summary, err)
+    runner = _Runner(colorizer, opts, summary, err, latents)
     try:
         runner.run(todo)
     except KeyboardInterrupt:
@@ -215,8 +234,9 @@ class _Runner:
     """Read ahead in threads, batch photos by working shape, finish and write in two threads (the
     full-resolution colour conversion is the longest step: two photos at a time keep both cores busy)."""
 
-    def __init__(self, colorizer, opts: BatchOptions, summary: Summary, err):
+    def __init__(self, colorizer, opts: BatchOptions, summary: Summary, err, latents=None):
         self.c, self.opts, self.summary, self.err = colorizer, opts, summary, err
+        self.latents = latents  # (samples, latent_dim): code k makes output k of every photo; None: z = 0
         self.progress = None
         self.task = None
         self.started = time.perf_counter()
@@ -244,10 +264,12 @@ class _Runner:
             done = self.progress.tasks[0].completed
             self.progress.update(self.task, rate=f"{done / (time.perf_counter() - self.started):.1f} img/s")
 
-    def _write(self, job: Job, photo, ab_small) -> None:
+    def _write(self, job: Job, photo, abs_small: list) -> None:
         from colorize_cli.imageio import write_image
 
-        write_image(job.target, self.c.finish(photo, ab_small), photo, quality=self.opts.quality)
+        for target, ab_small in zip(job.targets, abs_small):
+            if self.opts.overwrite or not target.exists():  # samples already written are kept
+                write_image(target, self.c.finish(photo, ab_small), photo, quality=self.opts.quality)
 
     def run(self, jobs: list[Job]) -> None:
         from rich.console import Console
@@ -318,13 +340,17 @@ class _Runner:
             for start in range(0, len(items), self.opts.batch_size):
                 chunk = items[start:start + self.opts.batch_size]
                 try:
-                    ab = self.c.predict(torch.cat([self.c.working_input(p) for _, p in chunk]))
+                    l_norm = torch.cat([self.c.working_input(p) for _, p in chunk])
+                    if self.latents is None:
+                        abs_ = [self.c.predict(l_norm)]
+                    else:
+                        abs_ = [self.c.predict(l_norm, z.expand(len(chunk), -1)) for z in self.latents]
                 except Exception as exc:  # noqa: BLE001
                     for job, _ in chunk:
                         self._fail(job, exc)
                     continue
                 for i, (job, photo) in enumerate(chunk):
-                    writes.append((job, writer.submit(self._write, job, photo, ab[i])))
+                    writes.append((job, writer.submit(self._write, job, photo, [ab[i] for ab in abs_])))
 
     def _drain(self, writes: deque, limit: int) -> None:
         while len(writes) > limit or (writes and writes[0][1].done()):

@@ -95,6 +95,11 @@ def colorize_command(
                                                       "(default 200 million; 0 = no limit).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary; errors only.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="End stdout with one JSON summary line.")] = False,
+    samples: Annotated[int, typer.Option(min=1, help="Colorizations per photo, each from its own latent "
+                                         "code (a model with one, e.g. vae): {stem}_color-1 ... -N.")] = 1,
+    seed: Annotated[int | None, typer.Option(help="Seed of the sampled latent codes: the same seed gives "
+                                             "the same colorizations (default 0 with --samples; without "
+                                             "either, the model's mean colorization).")] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks of failures.")] = False,
     offline: Annotated[bool, typer.Option(help="Never contact the Hub: use bundled or cached weights "
                                           "(as HF_HUB_OFFLINE=1).")] = False,
@@ -116,7 +121,7 @@ def colorize_command(
         code = run_batch(inputs, model=model, output=output, size=size or None, suffix=suffix, fmt=fmt,
                          quality=quality, overwrite=overwrite, skip_color=skip_color, device=device,
                          half=half, backend=backend, batch_size=batch_size, max_pixels=max_pixels,
-                         quiet=quiet, json=json_out, debug=debug)
+                         quiet=quiet, json=json_out, debug=debug, samples=samples, seed=seed)
     raise typer.Exit(code)
 
 
