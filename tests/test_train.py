@@ -108,3 +108,62 @@ def test_resume_can_change_the_rebalancing_strength(tmp_path):
     assert "colour rebalancing: 0.9 in the checkpoint, 0.0 from now on" in result.output
     state = torch.load(out / "checkpoint.pt", weights_only=False)
     assert state["step"] == 4 and state["rebalance"] is None and state["config"]["rebalance"] == 0.0
+    # what the network sees must not change under it: --equalize is checked, --blur may change
+    result = CliRunner().invoke(app, [*base, "--steps", "6", "--equalize", "--resume"])
+    assert result.exit_code == 1
+    assert "checkpoint was trained with --equalize False, this run asks for True" in result.output
+    result = CliRunner().invoke(app, [*base, "--steps", "6", "--blur", "--resume"])
+    assert result.exit_code == 0 and "--blur: False in the checkpoint, True from now on" in result.output
+
+
+def _torchrun(tmp_path, *args):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "colorize_cli", "train", "--model", "unet-sn", "--dataset", str(tmp_path / "data"),
+           "--val", str(tmp_path / "data"), "--output", str(tmp_path / "run"), "--size", "32",
+           "--threads", "1", "--checkpoint-every", "2", *args]
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_torchrun_trains_data_parallel_on_two_processes_and_resumes(tmp_path):
+    import json
+
+    for i in range(6):
+        make_photo(tmp_path / "data" / f"p{i}.png", size=(40, 40), seed=i)
+    result = _torchrun(tmp_path, "--steps", "4", "--batch-size", "4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("data-parallel on 2 processes: 2 images each per step") == 1
+    # rank 0 alone writes: one validation line per checkpoint, not one per process
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if "val" in x] == [2, 4]
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert state["step"] == 4 and len(state["rng_ranks"]) == 2
+    assert not torch.equal(state["rng_ranks"][0][0], state["rng_ranks"][1][0])  # each rank its own crops
+    net, config = load_generator(tmp_path / "run" / "unet-sn.safetensors")
+    assert config["step"] == 4
+    result = _torchrun(tmp_path, "--steps", "6", "--batch-size", "4", "--resume")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resumed unet-sn at step 4" in result.stderr
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["step"] == 6
+    # the global batch must split evenly
+    result = _torchrun(tmp_path, "--steps", "8", "--batch-size", "5", "--resume")
+    assert result.returncode == 1 and "--batch-size 5: must be a multiple of the 2 processes" in result.stderr
+
+
+def test_amp_trains_in_bfloat16_autocast(tmp_path):
+    for name in ("unet-sn", "pix2pix-wgangp", "vae"):
+        torch.manual_seed(0)
+        config = TrainConfig(model=name, dataset="", output=str(tmp_path / name), size=128 if "pix" in name else 32,
+                             model_options={"width": 4}, amp=True,
+                             discriminator_options={"width": 8} if name != "vae" else None)
+        trainer = Trainer(config)
+        assert trainer.amp and not trainer.channels_last  # channels-last is for CUDA
+        before = [p.detach().clone() for p in trainer.generator.parameters()]
+        size = config.size
+        logs = trainer.train_step(torch.rand(2, 1, size, size) * 2 - 1, torch.rand(2, 2, size, size) * 0.6 - 0.3)
+        assert all(torch.isfinite(torch.tensor(v)) for v in logs.values()), (name, logs)
+        assert any(not torch.equal(a, b) for a, b in zip(before, trainer.generator.parameters()))
+        assert all(p.dtype == torch.float32 for p in trainer.generator.parameters())  # the weights stay fp32

@@ -154,14 +154,22 @@ def train(
                                            "weights record it and colorizing equalises too.")] = False,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N (under torchrun, cuda is each "
+                                        "process's own GPU).")] = "cpu",
+    amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="bfloat16 autocast, with channels-last "
+                                              "tensors on a GPU (default: on for CUDA, off on CPU).",
+                                              show_default=False)] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUTPUT/checkpoint.pt.")] = False,
     push_to_hub: Annotated[str | None, typer.Option(metavar="OWNER/REPO", help="When training ends, "
                                                     "upload the weights, config and a model card to this "
                                                     "Hugging Face repo (token: HF_TOKEN or 'hf auth "
                                                     "login').")] = None,
 ) -> None:
-    """Train a model of the zoo on a folder of colour photos or a named dataset."""
+    """Train a model of the zoo on a folder of colour photos or a named dataset.
+
+    The same command runs data-parallel on N processes (DistributedDataParallel) under
+    'torchrun --nproc-per-node N -m colorize_cli train ...': --batch-size is the global batch.
+    """
     from colorize_cli.datasets import DATASETS, DatasetError, count_images, is_dataset_name
     from colorize_cli.train import TrainConfig
     from colorize_cli.train import train as run_training
@@ -173,7 +181,7 @@ def train(
     config = TrainConfig(model=model, dataset=dataset, output=str(output), steps=steps,
                          batch_size=batch_size, size=size, lr=lr, val=str(val) if val else None,
                          checkpoint_every=checkpoint_every, rebalance=rebalance, seed=seed, threads=threads,
-                         gan_loss=gan_loss, blur=blur, equalize=equalize)
+                         gan_loss=gan_loss, blur=blur, equalize=equalize, amp=amp)
     if push_to_hub:
         from colorize_cli.hub import check_can_push
 

@@ -6,7 +6,8 @@ other terms. The loop is the same for all, and reads only the recipe: sample a b
 update the discriminator ``critic_steps`` times, update the generator with
 ``recon_weight·recon + adversarial + perceptual_weight·LPIPS + kl_weight·KL``. Checkpoints are plain
 dicts (nanoGPT style) written atomically, and hold the RNG state so that ``--resume`` continues the
-same run.
+same run. Under ``torchrun`` the same loop runs data-parallel (:mod:`colorize_cli.distributed`); on a
+GPU it runs in bfloat16 autocast with channels-last tensors unless ``--no-amp``.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from colorize_cli import metrics
 from colorize_cli.color import model_output_to_rgb, rgb_to_model_input
 from colorize_cli.data import BatchSampler, load_folder
 from colorize_cli.datasets import load_dataset
+from colorize_cli.distributed import World, close_world, init_world
 from colorize_cli.losses import (
     ColorRebalance,
     adversarial_loss,
@@ -63,10 +66,27 @@ class TrainConfig:
     equalize: bool = False  # histogram equalisation of the L input (recorded in the weights for inference)
     model_options: dict | None = None  # overrides of the registered generator options (e.g. width)
     discriminator_options: dict | None = None  # overrides of the recipe's discriminator options
+    amp: bool | None = None  # bfloat16 autocast (+ channels-last on CUDA); None: on for CUDA, off on CPU
 
 
 class TrainSetupError(ValueError):
     """The run cannot start (checked before any data is read): the message is one line that says why."""
+
+
+# rank r of a data-parallel run draws its crops (and noise) from seed + RANK_SEED_STRIDE * r
+RANK_SEED_STRIDE = 7919
+
+
+class _Posterior(nn.Module):
+    """A conditional VAE's training pass, ``reconstruct(l, ab)``, as a ``forward`` (which is what
+    DistributedDataParallel hooks)."""
+
+    def __init__(self, vae: nn.Module):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, l_norm: torch.Tensor, ab: torch.Tensor):
+        return self.vae.reconstruct(l_norm, ab)
 
 
 def _log(msg: str) -> None:
@@ -103,9 +123,17 @@ def load_perceptual(model: str):
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, device: str = "cpu"):
+    def __init__(self, config: TrainConfig, device: str = "cpu", world: World = World()):
         self.config = config
+        self.world = world
         self.device = torch.device(device)
+        # bfloat16 autocast where it is fast and safe (no loss scaling needed): a GPU by default
+        amp = config.amp if config.amp is not None else self.device.type == "cuda"
+        if amp and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            _log("--amp: this GPU has no bfloat16; training in float32")
+            amp = False
+        self.amp = amp
+        self.channels_last = self.device.type == "cuda"
         self.spec = get_spec(config.model)
         self.recipe = self.spec.recipe.with_gan_loss(config.gan_loss) if config.gan_loss else self.spec.recipe
         check_train_size(self.spec, config.size)
@@ -120,14 +148,41 @@ class Trainer:
             options = {**self.recipe.discriminator_options, **(config.discriminator_options or {})}
             self.discriminator = create_discriminator(self.recipe.discriminator, **options).to(self.device)
             self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=self.recipe.betas)
+        if self.channels_last:
+            for net in (self.generator, self.discriminator):
+                if net is not None:
+                    net.to(memory_format=torch.channels_last)
+        # under torchrun the training pass calls DDP wrappers, which average the gradients
+        self._g_parallel = self._d_parallel = None
+        if world.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            g_pass = _Posterior(self.generator) if self.recipe.kl_weight else self.generator
+            self._g_parallel = DistributedDataParallel(g_pass, device_ids=ids)
+            if self.discriminator is not None:
+                self._d_parallel = DistributedDataParallel(self.discriminator, device_ids=ids)
+            torch.manual_seed(config.seed + RANK_SEED_STRIDE * world.rank)  # each rank its own noise
         self.step = 0
-        self.rng = torch.Generator().manual_seed(config.seed)
+        self.rng = torch.Generator().manual_seed(config.seed + RANK_SEED_STRIDE * world.rank)
         self.rebalance: ColorRebalance | None = None
         self.out = Path(config.output)
         self.out.mkdir(parents=True, exist_ok=True)
 
+    @property
+    def g_step(self) -> nn.Module:
+        """What the generator's training pass calls: ``g(l)``, or a VAE's ``(ab, mu, logvar)`` of (l, ab)."""
+        if self._g_parallel is not None:
+            return self._g_parallel
+        return _Posterior(self.generator) if self.recipe.kl_weight else self.generator
+
+    @property
+    def d_step(self) -> nn.Module | None:
+        """What the discriminator's updates call."""
+        return self._d_parallel if self._d_parallel is not None else self.discriminator
+
     # ----- state -----
     def state_dict(self) -> dict:
+        """The whole state (a collective under torchrun: every rank's RNG states are gathered)."""
+        rngs = self.world.gather((self.rng.get_state(), torch.get_rng_state()))
         return {
             "generator": self.generator.state_dict(),
             "discriminator": self.discriminator.state_dict() if self.discriminator else None,
@@ -135,22 +190,39 @@ class Trainer:
             "opt_d": self.opt_d.state_dict() if self.opt_d else None,
             "step": self.step,
             "config": asdict(self.config),
-            "rng": self.rng.get_state(),
-            "torch_rng": torch.get_rng_state(),
+            "rng": rngs[0][0],
+            "torch_rng": rngs[0][1],
+            "rng_ranks": rngs,
             "rebalance": self.rebalance.weights if self.rebalance else None,
         }
 
     def load_state_dict(self, state: dict) -> None:
-        if state["config"]["model"] != self.config.model:
-            raise ValueError(f"checkpoint is for model {state['config']['model']!r}, not {self.config.model!r}")
+        saved = state["config"]
+        if saved["model"] != self.config.model:
+            raise ValueError(f"checkpoint is for model {saved['model']!r}, not {self.config.model!r}")
+        for key, flag in (("equalize", "--equalize"), ("gan_loss", "--gan-loss")):
+            if saved.get(key) != getattr(self.config, key):
+                raise ValueError(f"checkpoint was trained with {flag} {saved.get(key)}, this run asks for "
+                                 f"{getattr(self.config, key)}: resume with the same {flag}")
+        if saved.get("blur") != self.config.blur:
+            _log(f"--blur: {saved.get('blur')} in the checkpoint, {self.config.blur} from now on")
         self.generator.load_state_dict(state["generator"])
         self.opt_g.load_state_dict(state["opt_g"])
         if self.discriminator is not None:
             self.discriminator.load_state_dict(state["discriminator"])
             self.opt_d.load_state_dict(state["opt_d"])
         self.step = state["step"]
-        self.rng.set_state(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
+        ranks = state.get("rng_ranks") or [(state["rng"], state["torch_rng"])]
+        if len(ranks) == self.world.size:
+            rng, torch_rng = ranks[self.world.rank]
+            self.rng.set_state(rng)
+            torch.set_rng_state(torch_rng)
+        else:  # another number of processes: a fresh stream per rank, still reproducible
+            seed = self.config.seed + RANK_SEED_STRIDE * self.world.rank + self.step
+            self.rng.manual_seed(seed)
+            torch.manual_seed(seed)
+            if self.world.is_main:
+                _log(f"resuming {len(ranks)} process(es) on {self.world.size}: new random streams from step {self.step}")
         if state.get("rebalance") is not None:
             self.rebalance = ColorRebalance(state["rebalance"])
         # a resumed run may change the rebalancing strength (a fine-tuning phase): train() refits
@@ -160,9 +232,9 @@ class Trainer:
     def checkpoint_path(self) -> Path:
         return self.out / "checkpoint.pt"
 
-    def save_checkpoint(self) -> None:
+    def save_checkpoint(self, state: dict | None = None) -> None:
         tmp = self.checkpoint_path.with_suffix(".tmp")
-        torch.save(self.state_dict(), tmp)
+        torch.save(state if state is not None else self.state_dict(), tmp)
         tmp.replace(self.checkpoint_path)
 
     def resume(self) -> None:
@@ -174,27 +246,43 @@ class Trainer:
         """What the generator sees of L: blurred in training (``--blur``), equalised (``--equalize``)."""
         return prepare_l(l_norm, blur=training and self.config.blur, equalize=self.config.equalize)
 
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+
+    def _judge(self, critic: nn.Module, l_in: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+        """A discriminator's scores, computed in autocast, returned in float32 for the losses."""
+        with self._autocast():
+            return critic(l_in, ab).float()
+
+    def _to_device(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
     def train_step(self, l_norm: torch.Tensor, ab: torch.Tensor) -> dict[str, float]:
         """One optimisation step of the recipe (``critic_steps`` discriminator updates, then one
-        generator update); returns the losses."""
+        generator update); returns the losses (of this process's share of the batch)."""
         recipe, g, d = self.recipe, self.generator, self.discriminator
-        l_norm, ab = l_norm.to(self.device), ab.to(self.device)
+        l_norm, ab = self._to_device(l_norm), self._to_device(ab)
         l_in = self.model_input(l_norm, training=True)
         g.train()
-        if recipe.kl_weight:
-            fake, mu, logvar = g.reconstruct(l_in, ab)  # a conditional VAE: z from q(z | L, ab)
-        else:
-            fake = g(l_in)
+        with self._autocast():
+            if recipe.kl_weight:
+                fake, mu, logvar = self.g_step(l_in, ab)  # a conditional VAE: z from q(z | L, ab)
+                mu, logvar = mu.float(), logvar.float()
+            else:
+                fake = self.g_step(l_in)
+        fake = fake.float()
         logs: dict[str, float] = {}
         if d is not None:
             d.train()
             # pix2pix halves the discriminator's loss; a Wasserstein critic's loss is E[D(fake)] - E[D(real)]
             scale = 1.0 if recipe.gan_loss == "wgangp" else 0.5
             for _ in range(recipe.critic_steps):
-                loss_d = scale * (adversarial_loss(d(l_in, ab), True, recipe.gan_loss)
-                                  + adversarial_loss(d(l_in, fake.detach()), False, recipe.gan_loss))
+                loss_d = scale * (adversarial_loss(self._judge(self.d_step, l_in, ab), True, recipe.gan_loss)
+                                  + adversarial_loss(self._judge(self.d_step, l_in, fake.detach()), False,
+                                                     recipe.gan_loss))
                 if recipe.gan_loss == "wgangp":
-                    penalty = gradient_penalty(d, l_in, ab, fake)
+                    penalty = gradient_penalty(lambda li, x: self._judge(self.d_step, li, x), l_in, ab, fake)
                     loss_d = loss_d + recipe.gp_weight * penalty
                     logs["loss_gp"] = float(penalty.detach())
                 self.opt_d.zero_grad(set_to_none=True)
@@ -215,7 +303,8 @@ class Trainer:
         if d is not None:
             for p in d.parameters():
                 p.requires_grad_(False)
-            loss_adv = adversarial_loss(d(l_in, fake), True, recipe.gan_loss)
+            # the unwrapped discriminator: no gradient of its own here, so DDP has nothing to reduce
+            loss_adv = adversarial_loss(self._judge(d, l_in, fake), True, recipe.gan_loss)
             for p in d.parameters():
                 p.requires_grad_(True)
             loss_g = loss_g + loss_adv
@@ -274,73 +363,114 @@ def save_grid(rows: list[np.ndarray], path: Path, columns: int = 8) -> None:
 
 
 def train(config: TrainConfig, resume: bool = False, device: str = "cpu", progress: bool = True) -> Path:
-    """Run (or continue) training to ``config.steps``; returns the path of the exported weights."""
+    """Run (or continue) training to ``config.steps``; returns the path of the exported weights.
+
+    Under ``torchrun --nproc-per-node N`` every process runs this with the same arguments: each takes
+    ``batch_size / N`` images per step, DDP averages the gradients, and rank 0 writes the files.
+    """
+    world = init_world(device)
+    try:
+        return _train(config, resume, world.device(device), progress, world)
+    finally:
+        close_world(world)
+
+
+def _train(config: TrainConfig, resume: bool, device: str, progress: bool, world: World) -> Path:
     if config.threads:
         torch.set_num_threads(config.threads)
-    trainer = Trainer(config, device)
+    if config.batch_size % world.size:
+        raise TrainSetupError(f"--batch-size {config.batch_size}: must be a multiple of the {world.size} "
+                              f"processes (each takes an equal share)")
+    log = _log if world.is_main else (lambda msg: None)
+    trainer = Trainer(config, device, world)
     if resume:
         if not trainer.checkpoint_path.exists():
             raise FileNotFoundError(f"{trainer.checkpoint_path}: no checkpoint to resume from")
         trainer.resume()
-        _log(f"resumed {config.model} at step {trainer.step}")
+        log(f"resumed {config.model} at step {trainer.step}")
+    if world.distributed:
+        log(f"data-parallel on {world.size} processes: {config.batch_size // world.size} images each per step")
     cache_dir = Path(config.cache_dir) if config.cache_dir else trainer.out / "cache"
+    if not world.is_main:
+        world.barrier()  # rank 0 decodes the dataset into the cache first; the others read the cache
     data = load_dataset(config.dataset, round(config.size * 1.25), cache_dir)
+    val_images = None
+    if config.val and world.is_main:
+        val_images = load_folder(Path(config.val), 128, cache_dir).images[: config.val_count]
+    if world.is_main:
+        world.barrier()
     skipped = ", ".join(f"{v} {k}" for k, v in sorted(data.skipped.items())) or "none"
-    _log(f"dataset {config.dataset}: {len(data.images)} colour photos of {data.files} files (skipped: {skipped})")
+    log(f"dataset {config.dataset}: {len(data.images)} colour photos of {data.files} files (skipped: {skipped})")
     if resume and config.rebalance != trainer.resumed_rebalance:
-        _log(f"colour rebalancing: {trainer.resumed_rebalance} in the checkpoint, {config.rebalance} from now on")
+        log(f"colour rebalancing: {trainer.resumed_rebalance} in the checkpoint, {config.rebalance} from now on")
         trainer.rebalance = None
     if config.rebalance > 0 and trainer.rebalance is None:
         probe = BatchSampler(data.images, config.size, 256, torch.Generator().manual_seed(1))
         trainer.rebalance = ColorRebalance.fit(probe.next()[1], config.rebalance)
-    sampler = BatchSampler(data.images, config.size, config.batch_size, trainer.rng)
-    val_images = None
-    if config.val:
-        val_images = load_folder(Path(config.val), 128, cache_dir).images[: config.val_count]
+    sampler = BatchSampler(data.images, config.size, config.batch_size // world.size, trainer.rng)
 
-    with open(trainer.out / "metrics.jsonl", "a") as log_file:
-        export_path = trainer.out / f"{config.model}.safetensors"
+    log_file = open(trainer.out / "metrics.jsonl", "a") if world.is_main else None  # noqa: SIM115
+    export_path = trainer.out / f"{config.model}.safetensors"
 
-        def checkpoint() -> None:
-            trainer.save_checkpoint()
-            extra = {"step": trainer.step, "trained_on": config.dataset, "train_size": config.size}
-            if config.equalize:
-                extra["equalize_l"] = True  # the network expects equalised L: the Colorizer does it too
-            options = config.model_options
-            export_generator(trainer.generator, config.model, export_path, extra, options)
-            export_generator(trainer.generator, config.model,
-                             trainer.out / "snapshots" / f"step_{trainer.step:07d}.safetensors", extra, options)
-            if val_images is not None:
-                v = trainer.validate(val_images)
-                log_file.write(json.dumps({"step": trainer.step, "val": v}) + "\n")
-                log_file.flush()
-                _log(f"step {trainer.step}: val AuC {v['auc']:.2f} CF {v['cf']:.1f} (truth {v['cf_gt']:.1f}) "
-                     f"L1 {v['val_l1']:.4f}")
+    def checkpoint() -> None:
+        state = trainer.state_dict()  # every rank: the RNG states are gathered
+        if not world.is_main:
+            return
+        trainer.save_checkpoint(state)
+        extra = {"step": trainer.step, "trained_on": config.dataset, "train_size": config.size}
+        if config.equalize:
+            extra["equalize_l"] = True  # the network expects equalised L: the Colorizer does it too
+        options = config.model_options
+        export_generator(trainer.generator, config.model, export_path, extra, options)
+        export_generator(trainer.generator, config.model,
+                         trainer.out / "snapshots" / f"step_{trainer.step:07d}.safetensors", extra, options)
+        if val_images is not None:
+            v = trainer.validate(val_images)
+            log_file.write(json.dumps({"step": trainer.step, "val": v}) + "\n")
+            log_file.flush()
+            log(f"step {trainer.step}: val AuC {v['auc']:.2f} CF {v['cf']:.1f} (truth {v['cf_gt']:.1f}) "
+                f"L1 {v['val_l1']:.4f}")
 
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("{task.fields[info]}"), TimeRemainingColumn()]
-        t0, seen, logs = time.perf_counter(), 0, {}
-        with Progress(*columns, disable=not (progress and sys.stderr.isatty()), transient=False) as bar:
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[info]}"), TimeRemainingColumn()]
+    t0, seen, logs = time.perf_counter(), 0, {}
+    show = progress and world.is_main and sys.stderr.isatty()
+    try:
+        with Progress(*columns, disable=not show, transient=False) as bar:
             task = bar.add_task(f"train {config.model}", total=config.steps, completed=trainer.step, info="")
             while trainer.step < config.steps:
                 l_norm, ab = sampler.next()
-                logs = trainer.train_step(l_norm, ab)
-                seen += l_norm.shape[0]
+                logs = world.mean(trainer.train_step(l_norm, ab))  # the losses of the global batch
+                seen += l_norm.shape[0] * world.size
                 rate = seen / (time.perf_counter() - t0)
                 if not all(math.isfinite(v) for v in logs.values()):
                     raise FloatingPointError(f"step {trainer.step}: loss is not finite ({logs})")
                 info = " ".join(f"{k} {v:.4f}" for k, v in logs.items()) + f" {rate:.0f} img/s"
                 bar.update(task, completed=trainer.step, info=info)
-                if trainer.step % 50 == 0:
+                if trainer.step % 50 == 0 and log_file is not None:
                     log_file.write(json.dumps({"step": trainer.step, **logs, "img_per_s": rate}) + "\n")
                     if not sys.stderr.isatty():
-                        _log(f"step {trainer.step}/{config.steps} {info}")
+                        log(f"step {trainer.step}/{config.steps} {info}")
                 if trainer.step % config.checkpoint_every == 0:
                     checkpoint()
-                    log_file.flush()
-        if trainer.step % config.checkpoint_every != 0 or not export_path.exists():
-            checkpoint()
-    _log(f"done: step {trainer.step}, {time.perf_counter() - t0:.0f} s; weights {export_path}")
+                    if log_file is not None:
+                        log_file.flush()
+            if trainer.step % config.checkpoint_every != 0 or not export_path.exists():
+                checkpoint()
+    finally:
+        if log_file is not None:
+            log_file.close()
+    _check_in_step(trainer)
+    log(f"done: step {trainer.step}, {time.perf_counter() - t0:.0f} s; weights {export_path}")
     return export_path
+
+
+def _check_in_step(trainer: Trainer) -> None:
+    """Data-parallel ranks must end with the same weights (DDP keeps them so); say so if they do not."""
+    if not trainer.world.distributed:
+        return
+    sums = trainer.world.gather(sum(float(p.detach().double().sum()) for p in trainer.generator.parameters()))
+    if max(sums) != min(sums):
+        raise RuntimeError(f"the {trainer.world.size} processes ended with different weights (sums {sums})")
