@@ -87,7 +87,9 @@ def test_cli_train_skips_gray_and_broken_files_and_exports_loadable_weights(tmp_
     # --resume continues to a larger step count
     result = CliRunner().invoke(app, [*args[:8], "6", *args[9:], "--resume"])
     assert result.exit_code == 0, result.output
-    assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 6
+    resumed = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert resumed["step"] == 6 and resumed["seconds"] > state["seconds"] > 0  # wall time adds up over runs
+    assert load_generator(out / "unet-sn.safetensors")[1]["train_seconds"] == round(resumed["seconds"])
 
 
 def test_cli_train_on_missing_folder_is_a_usage_error(tmp_path):

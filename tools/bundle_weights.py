@@ -46,12 +46,18 @@ def main() -> None:
     ap.add_argument("--eval-command", default="", help="the command that produced --eval")
     ap.add_argument("--trained-on", required=True)
     ap.add_argument("--license", default="other")
+    ap.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                    help="set a config value (JSON) the snapshot lacks, e.g. train_seconds=4882 or "
+                    "train_batch=64 for runs made before the trainer recorded them")
     args = ap.parse_args()
 
     model, config = load_generator(args.snapshot)
     target = ROOT / "src" / "colorize_cli" / "weights" / f"{args.name}.safetensors"
     extra = {k: v for k, v in config.items() if k not in ("arch", "options", "colorize_cli_version")}
     extra["working_size"] = args.working_size
+    for item in args.config:
+        key, _, value = item.partition("=")
+        extra[key] = json.loads(value)
     export_generator(model, config["arch"], target, extra=extra, options=config.get("options"))
     update_weights_toml(args.name, {
         "filename": target.name, "arch": config["arch"], "sha256": sha256_of(target),

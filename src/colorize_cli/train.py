@@ -162,6 +162,8 @@ class Trainer:
                 self._d_parallel = DistributedDataParallel(self.discriminator, device_ids=ids)
             torch.manual_seed(config.seed + RANK_SEED_STRIDE * world.rank)  # each rank its own noise
         self.step = 0
+        self.seconds_before = 0.0  # training wall time of earlier runs of this checkpoint
+        self.started = time.perf_counter()
         self.rng = torch.Generator().manual_seed(config.seed + RANK_SEED_STRIDE * world.rank)
         self.rebalance: ColorRebalance | None = None
         self.out = Path(config.output)
@@ -189,6 +191,7 @@ class Trainer:
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict() if self.opt_d else None,
             "step": self.step,
+            "seconds": self.seconds,
             "config": asdict(self.config),
             "rng": rngs[0][0],
             "torch_rng": rngs[0][1],
@@ -212,6 +215,7 @@ class Trainer:
             self.discriminator.load_state_dict(state["discriminator"])
             self.opt_d.load_state_dict(state["opt_d"])
         self.step = state["step"]
+        self.seconds_before = state.get("seconds", 0.0)
         ranks = state.get("rng_ranks") or [(state["rng"], state["torch_rng"])]
         if len(ranks) == self.world.size:
             rng, torch_rng = ranks[self.world.rank]
@@ -227,6 +231,11 @@ class Trainer:
             self.rebalance = ColorRebalance(state["rebalance"])
         # a resumed run may change the rebalancing strength (a fine-tuning phase): train() refits
         self.resumed_rebalance = state["config"].get("rebalance", 0.0)
+
+    @property
+    def seconds(self) -> float:
+        """Wall time spent training this checkpoint, over all its runs."""
+        return self.seconds_before + time.perf_counter() - self.started
 
     @property
     def checkpoint_path(self) -> Path:
@@ -417,7 +426,8 @@ def _train(config: TrainConfig, resume: bool, device: str, progress: bool, world
         if not world.is_main:
             return
         trainer.save_checkpoint(state)
-        extra = {"step": trainer.step, "trained_on": config.dataset, "train_size": config.size}
+        extra = {"step": trainer.step, "trained_on": config.dataset, "train_size": config.size,
+                 "train_batch": config.batch_size, "train_seconds": round(trainer.seconds)}
         if config.equalize:
             extra["equalize_l"] = True  # the network expects equalised L: the Colorizer does it too
         options = config.model_options
@@ -436,6 +446,7 @@ def _train(config: TrainConfig, resume: bool, device: str, progress: bool, world
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[info]}"), TimeRemainingColumn()]
     t0, seen, logs = time.perf_counter(), 0, {}
+    trainer.started = t0
     show = progress and world.is_main and sys.stderr.isatty()
     try:
         with Progress(*columns, disable=not show, transient=False) as bar:
