@@ -113,6 +113,39 @@ def test_bundled_default_model_colorizes_the_example(tmp_path):
     assert np.abs(out[..., 0] - out[..., 2]).mean() > 3
 
 
+def _bundled() -> list[str]:
+    from colorize_cli.weights import read_weights_toml
+
+    return sorted(name for name, entry in read_weights_toml().items() if entry.bundled)
+
+
+@__import__("pytest").mark.parametrize("name", _bundled())
+def test_every_bundled_model_colorizes_a_photo_by_name(tmp_path, name):
+    import hashlib
+
+    from colorize_cli.weights import read_weights_toml, resolve
+
+    entry = read_weights_toml()[name]
+    path = resolve(name)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == entry.sha256 and path.stat().st_size == entry.size
+    src = make_photo(tmp_path / "p.png", size=(75, 50), mode="L")
+    result = run(src, "--model", name, "--quiet")
+    assert result.exit_code == 0, result.output
+    out = np.asarray(Image.open(tmp_path / "p_color.png").convert("RGB")).astype(float)
+    assert out.shape == (50, 75, 3)
+    assert np.abs(_l_channel(tmp_path / "p_color.png") - _l_channel(src)).mean() < 1.5  # luminance kept
+    assert np.abs(out[..., 0] - out[..., 2]).mean() > 0.5  # some colour
+
+
+def test_models_lists_the_whole_zoo():
+    from colorize_cli.models import list_models
+
+    result = CliRunner(env={"COLUMNS": "250"}).invoke(app, ["models"])
+    assert result.exit_code == 0, result.output
+    for name in list_models():
+        assert name in result.output
+
+
 def test_version_answers_fast_without_importing_torch():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "colorize_cli", "--version"], check=False,
