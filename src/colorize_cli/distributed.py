@@ -49,9 +49,10 @@ class World:
         """The mean over the ranks of each value (losses of the global batch; a collective)."""
         if not self.distributed or not values:
             return values
-        t = torch.tensor(list(values.values()), dtype=torch.float64)
+        on = "cuda" if dist.get_backend() == "nccl" else "cpu"  # NCCL reduces GPU tensors only
+        t = torch.tensor(list(values.values()), dtype=torch.float64, device=on)
         dist.all_reduce(t)
-        return dict(zip(values, (t / self.size).tolist()))
+        return dict(zip(values, (t / self.size).cpu().tolist()))
 
     def barrier(self) -> None:
         if self.distributed:
