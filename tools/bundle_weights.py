@@ -18,6 +18,7 @@ from pathlib import Path
 from colorize_cli.weights import (
     export_generator,
     load_generator,
+    read_weights_toml,
     sha256_of,
     update_weights_toml,
     weights_toml_path,
@@ -59,13 +60,15 @@ def main() -> None:
         key, _, value = item.partition("=")
         extra[key] = json.loads(value)
     export_generator(model, config["arch"], target, extra=extra, options=config.get("options"))
-    update_weights_toml(args.name, {
-        "filename": target.name, "arch": config["arch"], "sha256": sha256_of(target),
-        "size": target.stat().st_size, "bundled": True, "license": args.license, "trained_on": args.trained_on,
-    })
+    fields = {"filename": target.name, "arch": config["arch"], "sha256": sha256_of(target),
+              "size": target.stat().st_size, "bundled": True}
+    if args.name not in read_weights_toml():  # a new entry: not on the Hub until 'colorize publish'
+        fields |= {"repo_id": "", "revision": "", "published": False}
+    update_weights_toml(args.name, fields | {"license": args.license, "trained_on": args.trained_on})
     if args.eval:
         metrics = json.loads(args.eval.read_text())
-        model_metrics = next(v for k, v in metrics.items() if k != "gray")
+        model_metrics = metrics[args.name] if args.name in metrics else next(
+            v for k, v in metrics.items() if k != "gray")  # a report of this model alone
         write_metrics_table(args.name, model_metrics, f"bsds500/test, EVAL.md protocol: {args.eval_command}")
     print(f"{target} ({target.stat().st_size / 1e6:.1f} MB), weights.toml updated")
 

@@ -286,7 +286,12 @@ def models(
         entry = entries.get(name)
         arch = entry.arch if entry else name
         params = sum(p.numel() for p in create_model(arch).parameters())
-        status = where(entry, cache_dir) if entry else "not trained yet"
+        if entry:
+            status = where(entry, cache_dir)
+        elif get_spec(name).recipe.perceptual_weight:
+            status = "trainable; not trained here (its LPIPS loss needs pretrained weights)"
+        else:
+            status = "not trained yet"
         nbytes = entry.size if entry else 0
         if entry and not nbytes and status == "bundled":
             nbytes = bundled_path(entry).stat().st_size
