@@ -116,14 +116,18 @@ def test_resume_can_change_the_rebalancing_strength(tmp_path):
     assert "checkpoint was trained with --equalize False, this run asks for True" in result.output
     result = CliRunner().invoke(app, [*base, "--steps", "6", "--blur", "--resume"])
     assert result.exit_code == 0 and "--blur: False in the checkpoint, True from now on" in result.output
+    result = CliRunner().invoke(app, [*base, "--steps", "8", "--gan-loss", "lsgan", "--resume"])
+    assert result.exit_code == 1 and "trained with --gan-loss bce, this run asks for lsgan" in result.output
+    # naming the recipe's own loss is no change
+    assert CliRunner().invoke(app, [*base, "--steps", "8", "--gan-loss", "bce", "--resume"]).exit_code == 0
 
 
-def _torchrun(tmp_path, *args):
+def _torchrun(tmp_path, *args, model="unet-sn"):
     import subprocess
     import sys
 
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-           "-m", "colorize_cli", "train", "--model", "unet-sn", "--dataset", str(tmp_path / "data"),
+           "-m", "colorize_cli", "train", "--model", model, "--dataset", str(tmp_path / "data"),
            "--val", str(tmp_path / "data"), "--output", str(tmp_path / "run"), "--size", "32",
            "--threads", "1", "--checkpoint-every", "2", *args]
     env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
@@ -169,3 +173,22 @@ def test_amp_trains_in_bfloat16_autocast(tmp_path):
         assert all(torch.isfinite(torch.tensor(v)) for v in logs.values()), (name, logs)
         assert any(not torch.equal(a, b) for a, b in zip(before, trainer.generator.parameters()))
         assert all(p.dtype == torch.float32 for p in trainer.generator.parameters())  # the weights stay fp32
+
+
+def test_torchrun_trains_a_vae_and_a_wgangp_critic_data_parallel(tmp_path):
+    # the VAE's training pass is reconstruct(), not forward(); the critic takes 5 steps and a double backward
+    for i in range(4):
+        make_photo(tmp_path / "data" / f"p{i}.png", size=(160, 160), seed=i)
+    for model, size in (("vae", "32"), ("pix2pix-wgangp", "128")):
+        result = _torchrun(tmp_path, "--steps", "2", "--batch-size", "4", "--size", size, "--output",
+                           str(tmp_path / model), model=model)
+        assert result.returncode == 0, (model, result.stderr[-3000:])
+        assert torch.load(tmp_path / model / "checkpoint.pt", weights_only=False)["step"] == 2
+
+
+def test_a_batch_too_small_for_a_batch_norm_bottleneck_is_a_clear_error(tmp_path):
+    data = _folder(tmp_path / "data", n=2)
+    result = CliRunner().invoke(app, ["train", "--model", "pix2pix", "--dataset", str(data), "--output",
+                                      str(tmp_path / "run"), "--size", "128", "--batch-size", "1", "--steps", "1"])
+    assert result.exit_code == 1
+    assert "--batch-size 1 at --size 128: pix2pix's bottleneck is 1x1 with batch norm" in result.output

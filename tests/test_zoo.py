@@ -305,6 +305,8 @@ def test_vae_samples_differ_by_code_and_repeat_by_seed():
     assert torch.equal(mean, vae(l_norm, torch.zeros(2, vae.latent_dim)))  # z = 0 by default
     z1 = vae.sample_latents(2, torch.Generator().manual_seed(7))
     assert torch.equal(z1, vae.sample_latents(2, torch.Generator().manual_seed(7)))
+    # code k does not depend on how many are drawn: sample 2 of four is sample 2 of two
+    assert torch.equal(vae.sample_latents(4, torch.Generator().manual_seed(7))[:2], z1)
     z2 = vae.sample_latents(2, torch.Generator().manual_seed(8))
     a, b = vae(l_norm, z1), vae(l_norm, z2)
     assert (a - b).abs().mean() > 1e-4 and (a - mean).abs().mean() > 1e-4

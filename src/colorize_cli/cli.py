@@ -96,10 +96,11 @@ def colorize_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary; errors only.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="End stdout with one JSON summary line.")] = False,
     samples: Annotated[int, typer.Option(min=1, help="Colorizations per photo, each from its own latent "
-                                         "code (a model with one, e.g. vae): {stem}_color-1 ... -N.")] = 1,
+                                         "code (a model with one, e.g. vae): {stem}{suffix}-1 ... -N; sample k depends only on --seed "
+                                         "and k.")] = 1,
     seed: Annotated[int | None, typer.Option(help="Seed of the sampled latent codes: the same seed gives "
                                              "the same colorizations (default 0 with --samples; without "
-                                             "either, the model's mean colorization).")] = None,
+                                             "either, the model decodes the zero code, its most typical colorization).")] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks of failures.")] = False,
     offline: Annotated[bool, typer.Option(help="Never contact the Hub: use bundled or cached weights "
                                           "(as HF_HUB_OFFLINE=1).")] = False,
@@ -154,8 +155,8 @@ def train(
                                            "weights record it and colorizing equalises too.")] = False,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N (under torchrun, cuda is each "
-                                        "process's own GPU).")] = "cpu",
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N (under torchrun: cuda, and each "
+                                        "process takes the GPU of its local rank).")] = "cpu",
     amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="bfloat16 autocast, with channels-last "
                                               "tensors on a GPU (default: on for CUDA, off on CPU).",
                                               show_default=False)] = None,
@@ -182,6 +183,9 @@ def train(
                          batch_size=batch_size, size=size, lr=lr, val=str(val) if val else None,
                          checkpoint_every=checkpoint_every, rebalance=rebalance, seed=seed, threads=threads,
                          gan_loss=gan_loss, blur=blur, equalize=equalize, amp=amp)
+    from colorize_cli.distributed import is_main_process
+
+    push_to_hub = push_to_hub if is_main_process() else None  # under torchrun, rank 0 alone uploads
     if push_to_hub:
         from colorize_cli.hub import check_can_push
 

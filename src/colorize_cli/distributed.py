@@ -10,6 +10,7 @@ samples and logs. Without torchrun this is a world of one and nothing here does 
 
 from __future__ import annotations
 
+import datetime
 import os
 from dataclasses import dataclass
 
@@ -59,21 +60,40 @@ class World:
             dist.barrier()
 
 
+# rank 0 may download and decode a dataset while the others wait in a barrier: allow for it
+COLLECTIVE_TIMEOUT = datetime.timedelta(hours=2)
+
+
+def world_size() -> int:
+    """How many processes torchrun started (1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def init_world(device: str = "cpu") -> World:
     """Join the process group that torchrun describes in the environment (a world of one otherwise)."""
-    size = int(os.environ.get("WORLD_SIZE", "1"))
+    size = world_size()
     if size <= 1:
         return World()
+    if device.startswith("cuda:"):
+        raise ValueError(f"--device {device}: under torchrun each process takes the GPU of its local rank; "
+                         "use --device cuda (and CUDA_VISIBLE_DEVICES to choose the GPUs)")
     if not dist.is_initialized():
         backend = "nccl" if device.startswith("cuda") else "gloo"
-        dist.init_process_group(backend)
+        dist.init_process_group(backend, timeout=COLLECTIVE_TIMEOUT)
     world = World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
     if device.startswith("cuda"):
         torch.cuda.set_device(world.local_rank)
     return world
 
 
-def close_world(world: World) -> None:
+def close_world(world: World, ok: bool = True) -> None:
+    """Leave the process group: after a barrier when this rank finished, at once when it failed (a
+    barrier would wait for ranks that are blocked elsewhere; torchrun ends the others)."""
     if world.distributed and dist.is_initialized():
-        dist.barrier()
+        if ok:
+            dist.barrier()
         dist.destroy_process_group()

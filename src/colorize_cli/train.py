@@ -104,6 +104,17 @@ def check_train_size(spec: ModelSpec, size: int) -> None:
                               f"px; use e.g. --size {fit}")
 
 
+def check_batch(spec: ModelSpec, size: int, batch: int, processes: int = 1) -> None:
+    """Batch norm at the bottleneck needs two values per channel: crops that shrink to 1x1 there
+    (pix2pix at 128 px) need at least 2 images per process."""
+    values = (size // spec.size_multiple) ** 2 * (batch // processes)
+    if values < 2:
+        per = " per process" if processes > 1 else ""
+        raise TrainSetupError(f"--batch-size {batch} at --size {size}: {spec.name}'s bottleneck is 1x1 with batch "
+                              f"norm, which needs at least 2 images{per}; use --batch-size {2 * processes} or "
+                              f"--size {2 * spec.size_multiple}")
+
+
 def load_perceptual(model: str):
     """``lpips_distance`` for a recipe with a perceptual term, its pretrained weights loaded now, so that
     a run that cannot have them fails before training, not hours in."""
@@ -129,7 +140,7 @@ class Trainer:
         self.device = torch.device(device)
         # bfloat16 autocast where it is fast and safe (no loss scaling needed): a GPU by default
         amp = config.amp if config.amp is not None else self.device.type == "cuda"
-        if amp and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        if amp and self.device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
             _log("--amp: this GPU has no bfloat16; training in float32")
             amp = False
         self.amp = amp
@@ -184,7 +195,8 @@ class Trainer:
     # ----- state -----
     def state_dict(self) -> dict:
         """The whole state (a collective under torchrun: every rank's RNG states are gathered)."""
-        rngs = self.world.gather((self.rng.get_state(), torch.get_rng_state()))
+        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        rngs = self.world.gather((self.rng.get_state(), torch.get_rng_state(), cuda))
         return {
             "generator": self.generator.state_dict(),
             "discriminator": self.discriminator.state_dict() if self.discriminator else None,
@@ -203,10 +215,13 @@ class Trainer:
         saved = state["config"]
         if saved["model"] != self.config.model:
             raise ValueError(f"checkpoint is for model {saved['model']!r}, not {self.config.model!r}")
-        for key, flag in (("equalize", "--equalize"), ("gan_loss", "--gan-loss")):
-            if saved.get(key) != getattr(self.config, key):
-                raise ValueError(f"checkpoint was trained with {flag} {saved.get(key)}, this run asks for "
-                                 f"{getattr(self.config, key)}: resume with the same {flag}")
+        if saved.get("equalize", False) != self.config.equalize:
+            raise ValueError(f"checkpoint was trained with --equalize {saved.get('equalize', False)}, this run "
+                             f"asks for {self.config.equalize}: resume with the same --equalize")
+        saved_loss = saved.get("gan_loss") or self.spec.recipe.gan_loss
+        if self.recipe.discriminator and saved_loss != self.recipe.gan_loss:
+            raise ValueError(f"checkpoint was trained with --gan-loss {saved_loss}, this run asks for "
+                             f"{self.recipe.gan_loss}: resume with the same --gan-loss")
         if saved.get("blur") != self.config.blur:
             _log(f"--blur: {saved.get('blur')} in the checkpoint, {self.config.blur} from now on")
         self.generator.load_state_dict(state["generator"])
@@ -216,11 +231,13 @@ class Trainer:
             self.opt_d.load_state_dict(state["opt_d"])
         self.step = state["step"]
         self.seconds_before = state.get("seconds", 0.0)
-        ranks = state.get("rng_ranks") or [(state["rng"], state["torch_rng"])]
+        ranks = state.get("rng_ranks") or [(state["rng"], state["torch_rng"], None)]
         if len(ranks) == self.world.size:
-            rng, torch_rng = ranks[self.world.rank]
+            rng, torch_rng, *cuda = ranks[self.world.rank]
             self.rng.set_state(rng)
             torch.set_rng_state(torch_rng)
+            if cuda and cuda[0] is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state(cuda[0], self.device)
         else:  # another number of processes: a fresh stream per rank, still reproducible
             seed = self.config.seed + RANK_SEED_STRIDE * self.world.rank + self.step
             self.rng.manual_seed(seed)
@@ -247,7 +264,8 @@ class Trainer:
         tmp.replace(self.checkpoint_path)
 
     def resume(self) -> None:
-        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=False)
+        # on the CPU: RNG states must stay there; load_state_dict copies the rest onto the device
+        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
         self.load_state_dict(state)
 
     # ----- one step -----
@@ -378,10 +396,13 @@ def train(config: TrainConfig, resume: bool = False, device: str = "cpu", progre
     ``batch_size / N`` images per step, DDP averages the gradients, and rank 0 writes the files.
     """
     world = init_world(device)
+    ok = False
     try:
-        return _train(config, resume, world.device(device), progress, world)
+        path = _train(config, resume, world.device(device), progress, world)
+        ok = True
+        return path
     finally:
-        close_world(world)
+        close_world(world, ok)
 
 
 def _train(config: TrainConfig, resume: bool, device: str, progress: bool, world: World) -> Path:
@@ -391,6 +412,7 @@ def _train(config: TrainConfig, resume: bool, device: str, progress: bool, world
         raise TrainSetupError(f"--batch-size {config.batch_size}: must be a multiple of the {world.size} "
                               f"processes (each takes an equal share)")
     log = _log if world.is_main else (lambda msg: None)
+    check_batch(get_spec(config.model), config.size, config.batch_size, world.size)
     trainer = Trainer(config, device, world)
     if resume:
         if not trainer.checkpoint_path.exists():
@@ -421,7 +443,11 @@ def _train(config: TrainConfig, resume: bool, device: str, progress: bool, world
     log_file = open(trainer.out / "metrics.jsonl", "a") if world.is_main else None  # noqa: SIM115
     export_path = trainer.out / f"{config.model}.safetensors"
 
+    saved_at = -1
+
     def checkpoint() -> None:
+        nonlocal saved_at
+        saved_at = trainer.step  # on every rank: whether to checkpoint must never differ between ranks
         state = trainer.state_dict()  # every rank: the RNG states are gathered
         if not world.is_main:
             return
@@ -468,7 +494,7 @@ def _train(config: TrainConfig, resume: bool, device: str, progress: bool, world
                     checkpoint()
                     if log_file is not None:
                         log_file.flush()
-            if trainer.step % config.checkpoint_every != 0 or not export_path.exists():
+            if saved_at != trainer.step:
                 checkpoint()
     finally:
         if log_file is not None:

@@ -55,8 +55,11 @@ class ConditionalVAE(nn.Module):
 
     def sample_latents(self, n: int, generator: torch.Generator | None = None,
                        device: torch.device | str | None = None) -> torch.Tensor:
-        """``n`` codes from the prior N(0, I), drawn from ``generator`` (for reproducible samples)."""
-        z = torch.randn(n, self.latent_dim, generator=generator)
+        """``n`` codes from the prior N(0, I), drawn from ``generator`` (for reproducible samples).
+
+        The codes are drawn one at a time, so code k depends on the generator's state and k only, not
+        on ``n``: sample 2 of ``--samples 4`` is sample 2 of ``--samples 2``."""
+        z = torch.cat([torch.randn(1, self.latent_dim, generator=generator) for _ in range(n)])
         return z.to(device) if device is not None else z
 
     def forward(self, l_norm: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
