@@ -27,11 +27,11 @@ _GLOB_CHARS = set("*?[")
 @dataclass
 class Job:
     source: Path
-    target: Path  # the output; with --samples N the first of ``targets``
-    targets: list[Path] = field(default_factory=list)  # every output of the source (one per sample)
+    targets: list[Path]  # its outputs: one, or one per sample with --samples N
 
-    def __post_init__(self) -> None:
-        self.targets = self.targets or [self.target]
+    @property
+    def target(self) -> Path:
+        return self.targets[0]
 
 
 @dataclass
@@ -142,11 +142,8 @@ def plan_jobs(inputs: list, output: Path | None, suffix: str, fmt: str = "same",
                     own_outputs += 1
                 else:
                     ext = output_suffix(f, fmt)
-                    if samples > 1:
-                        targets = [output_path(f, rel_root, output, suffix, ext, k) for k in range(1, samples + 1)]
-                    else:
-                        targets = [output_path(f, rel_root, output, suffix, ext)]
-                    jobs.append(Job(f, targets[0], targets))
+                    numbers = range(1, samples + 1) if samples > 1 else [None]
+                    jobs.append(Job(f, [output_path(f, rel_root, output, suffix, ext, k) for k in numbers]))
     return jobs, not_images, own_outputs, missing
 
 
@@ -169,7 +166,7 @@ class BatchOptions:
     json: bool = False
     debug: bool = False
     samples: int = 1  # colorizations per photo, from latent codes sampled with ``seed`` (a vae)
-    seed: int | None = None  # sample the latent code(s) from this seed; None and samples 1: the mean (z = 0)
+    seed: int | None = None  # sample the latent code(s) from this seed; None and samples 1: the zero code
 
 
 def run_batch(inputs: list, **options) -> int:

@@ -172,6 +172,7 @@ def train(
     'torchrun --nproc-per-node N -m colorize_cli train ...': --batch-size is the global batch.
     """
     from colorize_cli.datasets import DATASETS, DatasetError, count_images, is_dataset_name
+    from colorize_cli.distributed import is_main_process
     from colorize_cli.train import TrainConfig
     from colorize_cli.train import train as run_training
 
@@ -183,8 +184,6 @@ def train(
                          batch_size=batch_size, size=size, lr=lr, val=str(val) if val else None,
                          checkpoint_every=checkpoint_every, rebalance=rebalance, seed=seed, threads=threads,
                          gan_loss=gan_loss, blur=blur, equalize=equalize, amp=amp)
-    from colorize_cli.distributed import is_main_process
-
     push_to_hub = push_to_hub if is_main_process() else None  # under torchrun, rank 0 alone uploads
     if push_to_hub:
         from colorize_cli.hub import check_can_push

@@ -105,8 +105,11 @@ def check_train_size(spec: ModelSpec, size: int) -> None:
 
 
 def check_batch(spec: ModelSpec, size: int, batch: int, processes: int = 1) -> None:
-    """Batch norm at the bottleneck needs two values per channel: crops that shrink to 1x1 there
-    (pix2pix at 128 px) need at least 2 images per process."""
+    """The batch splits evenly over the processes, and batch norm at the bottleneck needs two values
+    per channel: crops that shrink to 1x1 there (pix2pix at 128 px) need 2 images per process."""
+    if batch % processes:
+        raise TrainSetupError(f"--batch-size {batch}: must be a multiple of the {processes} "
+                              f"processes (each takes an equal share)")
     values = (size // spec.size_multiple) ** 2 * (batch // processes)
     if values < 2:
         per = " per process" if processes > 1 else ""
@@ -148,6 +151,7 @@ class Trainer:
         self.spec = get_spec(config.model)
         self.recipe = self.spec.recipe.with_gan_loss(config.gan_loss) if config.gan_loss else self.spec.recipe
         check_train_size(self.spec, config.size)
+        check_batch(self.spec, config.size, config.batch_size, world.size)
         self.perceptual = load_perceptual(config.model) if self.recipe.perceptual_weight else None
         torch.manual_seed(config.seed)
         self.generator = create_model(config.model, **(config.model_options or {})).to(self.device)
@@ -205,9 +209,7 @@ class Trainer:
             "step": self.step,
             "seconds": self.seconds,
             "config": asdict(self.config),
-            "rng": rngs[0][0],
-            "torch_rng": rngs[0][1],
-            "rng_ranks": rngs,
+            "rng_ranks": rngs,  # (sampler, torch CPU, CUDA or None) of each rank
             "rebalance": self.rebalance.weights if self.rebalance else None,
         }
 
@@ -231,7 +233,7 @@ class Trainer:
             self.opt_d.load_state_dict(state["opt_d"])
         self.step = state["step"]
         self.seconds_before = state.get("seconds", 0.0)
-        ranks = state.get("rng_ranks") or [(state["rng"], state["torch_rng"], None)]
+        ranks = state.get("rng_ranks") or [(state["rng"], state["torch_rng"], None)]  # older checkpoints
         if len(ranks) == self.world.size:
             rng, torch_rng, *cuda = ranks[self.world.rank]
             self.rng.set_state(rng)
@@ -408,11 +410,7 @@ def train(config: TrainConfig, resume: bool = False, device: str = "cpu", progre
 def _train(config: TrainConfig, resume: bool, device: str, progress: bool, world: World) -> Path:
     if config.threads:
         torch.set_num_threads(config.threads)
-    if config.batch_size % world.size:
-        raise TrainSetupError(f"--batch-size {config.batch_size}: must be a multiple of the {world.size} "
-                              f"processes (each takes an equal share)")
     log = _log if world.is_main else (lambda msg: None)
-    check_batch(get_spec(config.model), config.size, config.batch_size, world.size)
     trainer = Trainer(config, device, world)
     if resume:
         if not trainer.checkpoint_path.exists():
