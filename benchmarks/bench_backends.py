@@ -31,9 +31,9 @@ import torch
 from colorize_cli.backends import OnnxEngine, physical_cores
 from colorize_cli.data import IMAGE_SUFFIXES
 from colorize_cli.export import export_onnx
+from colorize_cli.hub import resolve
 from colorize_cli.imageio import read_image
 from colorize_cli.inference import Colorizer
-from colorize_cli.weights import resolve
 
 
 def median_seconds(fn, runs: int) -> float:

@@ -123,7 +123,8 @@ def _bundled() -> list[str]:
 def test_every_bundled_model_colorizes_a_photo_by_name(tmp_path, name):
     import hashlib
 
-    from colorize_cli.weights import read_weights_toml, resolve
+    from colorize_cli.hub import resolve
+    from colorize_cli.weights import read_weights_toml
 
     entry = read_weights_toml()[name]
     path = resolve(name)

@@ -136,7 +136,7 @@ def test_each_model_trains_a_step_of_its_recipe(name, tmp_path, monkeypatch, sta
     assert ("loss_gp" in logs) == (recipe.gan_loss == "wgangp" and recipe.discriminator is not None)
     assert ("loss_lpips" in logs) == (recipe.perceptual_weight > 0)
     assert ("loss_kl" in logs) == (recipe.kl_weight > 0)
-    recon = logs["loss_mse"] if recipe.recon_loss == "mse" else logs["loss_l1"]
+    recon = logs[{"mse": "loss_mse", "ce": "loss_ce"}.get(recipe.recon_loss, "loss_l1")]
     expected = (recipe.recon_weight * recon + logs.get("loss_adv", 0.0)
                 + recipe.perceptual_weight * logs.get("loss_lpips", 0.0) + recipe.kl_weight * logs.get("loss_kl", 0.0))
     assert logs["loss_g"] == pytest.approx(expected, rel=1e-4)

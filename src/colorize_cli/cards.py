@@ -35,7 +35,8 @@ def _strip(report: Path, name: str, images: list[str], target: Path) -> None:
 
 
 def write_cards(report: Path, output: Path) -> None:
-    from colorize_cli.weights import read_weights_toml, resolve
+    from colorize_cli.hub import resolve
+    from colorize_cli.weights import read_weights_toml
 
     metrics = json.loads((report / "metrics.json").read_text())
     command = next((ln for ln in (report / "report.md").read_text().splitlines() if ln.startswith("Command:")), "")
@@ -87,6 +88,7 @@ def write_cards(report: Path, output: Path) -> None:
             f"CF {m['cf']:.1f} (truth {m['cf_gt']:.1f}, ΔCF {m['dcf']:.1f}), grayish {m['grayish']:.3f}"),
             (f"- Speed (whole pipeline from files, this machine): {m['images_per_s']:.1f} images/s, "
             f"{m['ms_per_mp']:.0f} ms per megapixel"),
+            *([f"- Notes: {entry.info['notes']}"] if entry and entry.info.get("notes") else []),
             "", f"![gray inputs above, {name} below]({img.relative_to(output.parent)})", "",
         ]
     header += ["## Comparison", "",

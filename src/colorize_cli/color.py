@@ -7,6 +7,8 @@ agree with it to 1e-4.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 # sRGB (linear) -> XYZ, as in skimage.color.colorconv.xyz_from_rgb
@@ -176,3 +178,22 @@ def lab_to_pixels(lum: torch.Tensor, ab: torch.Tensor, maxval: int) -> torch.Ten
     else:
         out = linear_to_srgb(lin).mul_(maxval).add_(0.5).to(torch.int32)
     return out.view(3, *lum.shape).permute(1, 2, 0)
+
+
+
+@functools.lru_cache(maxsize=4)
+def _ab_bins(step: float) -> torch.Tensor:
+    levels = torch.linspace(0, 1, 48, dtype=torch.float64)
+    rgb = torch.stack(torch.meshgrid(levels, levels, levels, indexing="ij")).reshape(3, -1, 1)
+    ab = rgb_to_lab(rgb)[1:].reshape(2, -1)
+    cells = torch.unique((ab / step).round().long().T, dim=0)
+    return (cells.double() * step).float()
+
+
+def ab_bins(step: float = 10.0) -> torch.Tensor:
+    """Centres ``(Q, 2)`` (ab units, sorted) of the ``step``-spaced ab grid cells that hold colours of
+    the sRGB gamut: Zhang et al.'s (2016) quantisation for classifying colours (Q = 313 for theirs).
+
+    The gamut is sampled as a 48-level RGB cube, each colour goes to its nearest grid centre; cheap and
+    deterministic, so models compute it (once per process) rather than store it."""
+    return _ab_bins(float(step)).clone()

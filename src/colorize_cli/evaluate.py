@@ -118,7 +118,7 @@ def write_report(results: list[ModelResult], samples: list, work: Path, output: 
         "# Evaluation report", "",
         f"Command: `{command}`", "",
         (f"Date: {dt.date.today().isoformat()}; colorize-cli {__version__}; Python {platform.python_version()}; "
-        f"torch {_torch_version()}; {len(samples)} images; protocol: ../shared/guide/EVAL.md "
+        f"torch {_torch_version()}; {len(samples)} images; protocol: docs/evaluation.md "
         f"({EVAL_SIZE}x{EVAL_SIZE} centre crops, gray PNG inputs)."), "",
         markdown_table(results), "",
         *[line for note in notes or [] for line in (note, "")],

@@ -25,8 +25,9 @@ import torch.nn.functional as F
 
 from colorize_cli import __version__
 from colorize_cli.color import AB_SCALE, L_CENTER, L_SCALE, normalize_l, rgb_to_lab
+from colorize_cli.hub import resolve
 from colorize_cli.models import get_spec
-from colorize_cli.weights import load_generator, resolve, sha256_of
+from colorize_cli.weights import load_generator, sha256_of
 
 INPUT_NAME, OUTPUT_NAME = "l_norm", "ab_norm"
 QUANTIZE_MODES = ("int8",)
@@ -230,7 +231,7 @@ def export_onnx(model: str | Path, output: Path, opset: int = 17, static_size: i
     only then move it to ``output`` (atomically).
 
     Args:
-        model: a name from weights.toml or a ``.safetensors`` path (see :func:`weights.resolve`).
+        model: a name from weights.toml or a ``.safetensors`` path (see :func:`hub.resolve`).
         output: the ``.onnx`` file to write.
         opset: ONNX opset version.
         static_size: fix height and width to this many pixels (batch stays dynamic); default:

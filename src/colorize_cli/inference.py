@@ -19,10 +19,11 @@ from PIL import Image
 
 from colorize_cli.backends import OnnxEngine, TorchEngine, onnx_providers
 from colorize_cli.color import denormalize_ab, gray_to_l, lab_to_pixels, normalize_l, pixels_to_l, rgb_to_lab
+from colorize_cli.hub import resolve
 from colorize_cli.imageio import Photo
 from colorize_cli.models import get_spec
 from colorize_cli.preprocess import equalize_histogram
-from colorize_cli.weights import DEFAULT_MODEL, load_generator, resolve
+from colorize_cli.weights import DEFAULT_MODEL, load_generator
 
 # Working size when neither --size nor the weights' config ("working_size", chosen on validation
 # photos for each trained model: docs/quality.md) says otherwise.

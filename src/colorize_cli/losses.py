@@ -106,3 +106,36 @@ def reconstruction_loss(pred_ab: torch.Tensor, target_ab: torch.Tensor, kind: st
         err = (pred_ab - target_ab) ** 2
         return (err * weights).mean() if weights is not None else err.mean()
     raise ValueError(f"unknown reconstruction loss {kind!r}; use l1 or mse")
+
+
+def color_classification_loss(logits: torch.Tensor, ab_norm: torch.Tensor, bins: torch.Tensor,
+                              weights: torch.Tensor | None = None, neighbours: int = 5,
+                              sigma: float = 5.0) -> torch.Tensor:
+    """Cross-entropy over quantised ab with soft targets (Zhang et al. 2016, §2.1).
+
+    Each true colour is spread over its ``neighbours`` nearest bin centres with Gaussian weights of
+    ``sigma`` ab units, and the loss is the cross-entropy of the predicted distribution against it,
+    optionally weighted per pixel (colour rebalancing).
+
+    Args:
+        logits: (N, Q, h, w) class scores; the targets are ``ab_norm`` area-averaged to h x w.
+        ab_norm: (N, 2, H, W) true normalised ab.
+        bins: (Q, 2) bin centres in ab units (:func:`colorize_cli.color.ab_bins`).
+        weights: optional (N, 1, H, W) per-pixel weights, averaged to h x w like the targets.
+    """
+    from colorize_cli.color import AB_SCALE
+
+    h, w = logits.shape[-2:]
+    if ab_norm.shape[-2:] != (h, w):
+        ab_norm = F.adaptive_avg_pool2d(ab_norm, (h, w))
+        if weights is not None:
+            weights = F.adaptive_avg_pool2d(weights, (h, w))
+    ab = (ab_norm * AB_SCALE).permute(0, 2, 3, 1).reshape(-1, 2)
+    d2 = torch.cdist(ab, bins.to(ab)).pow(2)
+    near_d2, near = d2.topk(neighbours, dim=1, largest=False)
+    target = torch.softmax(-near_d2 / (2 * sigma**2), dim=1)
+    logp = torch.log_softmax(logits.float(), dim=1).permute(0, 2, 3, 1).reshape(-1, bins.shape[0])
+    ce = -(target * logp.gather(1, near)).sum(dim=1)
+    if weights is not None:
+        ce = ce * weights.permute(0, 2, 3, 1).reshape(-1)
+    return ce.mean()

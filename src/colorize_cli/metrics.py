@@ -1,4 +1,4 @@
-"""The quality metrics of ../shared/guide/EVAL.md, on 8-bit RGB arrays (H, W, 3).
+"""The quality metrics of docs/evaluation.md, on 8-bit RGB arrays (H, W, 3).
 
 PSNR on 8-bit RGB; mean CIEDE2000; AuC of the ab-distance curve for thresholds 0..150;
 Hasler & Süsstrunk colourfulness (CF); "grayish" = output CF < 10 while the truth has CF >= 10.

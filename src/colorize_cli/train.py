@@ -28,13 +28,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from colorize_cli import metrics
-from colorize_cli.color import model_output_to_rgb, rgb_to_model_input
-from colorize_cli.data import BatchSampler, load_folder
+from colorize_cli.color import AB_SCALE, model_output_to_rgb, rgb_to_model_input
+from colorize_cli.data import BatchSampler, load_folder, mix_sources, parse_source
 from colorize_cli.datasets import load_dataset
 from colorize_cli.distributed import World, close_world, init_world
 from colorize_cli.losses import (
     ColorRebalance,
     adversarial_loss,
+    color_classification_loss,
     gradient_penalty,
     kl_divergence,
     l1_loss,
@@ -48,7 +49,7 @@ from colorize_cli.weights import export_generator
 @dataclass
 class TrainConfig:
     model: str
-    dataset: str
+    dataset: str | list[str]  # one or several PATH|NAME[:WEIGHT] (colorize_cli.data.parse_source)
     output: str
     steps: int = 10000
     batch_size: int = 32
@@ -67,6 +68,10 @@ class TrainConfig:
     model_options: dict | None = None  # overrides of the registered generator options (e.g. width)
     discriminator_options: dict | None = None  # overrides of the recipe's discriminator options
     amp: bool | None = None  # bfloat16 autocast (+ channels-last on CUDA); None: on for CUDA, off on CPU
+    pretrained: bool = True  # start a model's pretrained part (its ``load_pretrained``) from published weights
+    freeze_encoder: bool = False  # train everything but a pretrained encoder (batch-norm statistics frozen too)
+    encoder_lr: float = 1.0  # the pretrained encoder's learning rate, as a multiple of --lr
+    source_balance: float = 0.5  # within a dataset, source folder s is drawn ∝ n_s ** this (0 = equal, 1 = by size)
 
 
 class TrainSetupError(ValueError):
@@ -75,6 +80,17 @@ class TrainSetupError(ValueError):
 
 # rank r of a data-parallel run draws its crops (and noise) from seed + RANK_SEED_STRIDE * r
 RANK_SEED_STRIDE = 7919
+
+
+class _Scores(nn.Module):
+    """A classifying generator's training pass, its class ``scores(l)``, as a ``forward`` (for DDP)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, l_norm: torch.Tensor) -> torch.Tensor:
+        return self.net.scores(l_norm)
 
 
 class _Posterior(nn.Module):
@@ -154,9 +170,20 @@ class Trainer:
         check_batch(self.spec, config.size, config.batch_size, world.size)
         self.perceptual = load_perceptual(config.model) if self.recipe.perceptual_weight else None
         torch.manual_seed(config.seed)
-        self.generator = create_model(config.model, **(config.model_options or {})).to(self.device)
+        self.generator = create_model(config.model, **(config.model_options or {}))
+        self.encoder = getattr(self.generator, "encoder", None) if hasattr(self.generator, "load_pretrained") else None
+        if (config.freeze_encoder or config.encoder_lr != 1.0) and self.encoder is None:
+            raise TrainSetupError(f"--freeze-encoder/--encoder-lr: {config.model} has no pretrained encoder")
+        if config.pretrained and self.encoder is not None:
+            from colorize_cli.models.encoders import EncoderWeightsError
+
+            try:
+                self.generator.load_pretrained()
+            except EncoderWeightsError as exc:
+                raise TrainSetupError(str(exc)) from exc
+        self.generator.to(self.device)
         lr = config.lr or self.recipe.lr
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=lr, betas=self.recipe.betas)
+        self.opt_g = torch.optim.Adam(self._param_groups(lr), lr=lr, betas=self.recipe.betas)
         self.discriminator: nn.Module | None = None
         self.opt_d = None
         if self.recipe.discriminator:
@@ -171,8 +198,8 @@ class Trainer:
         self._g_parallel = self._d_parallel = None
         if world.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            g_pass = _Posterior(self.generator) if self.recipe.kl_weight else self.generator
-            self._g_parallel = DistributedDataParallel(g_pass, device_ids=ids)
+            self._g_parallel = DistributedDataParallel(self._g_pass(), device_ids=ids,
+                                                       find_unused_parameters=False)
             if self.discriminator is not None:
                 self._d_parallel = DistributedDataParallel(self.discriminator, device_ids=ids)
             torch.manual_seed(config.seed + RANK_SEED_STRIDE * world.rank)  # each rank its own noise
@@ -184,12 +211,32 @@ class Trainer:
         self.out = Path(config.output)
         self.out.mkdir(parents=True, exist_ok=True)
 
+    def _param_groups(self, lr: float) -> list[dict]:
+        """The generator's parameters for Adam: a pretrained encoder in a group of its own (its rate
+        ``encoder_lr`` x ``lr``, and no updates while frozen), the rest at ``lr``."""
+        if self.encoder is None:
+            return [{"params": list(self.generator.parameters()), "lr": lr}]
+        enc = {id(p) for p in self.encoder.parameters()}
+        rest = [p for p in self.generator.parameters() if id(p) not in enc]
+        for p in self.encoder.parameters():
+            p.requires_grad_(not self.config.freeze_encoder)
+        return [{"params": rest, "lr": lr}, {"params": list(self.encoder.parameters()), "lr": lr * self.config.encoder_lr}]
+
+    def _train_mode(self) -> None:
+        self.generator.train()
+        if self.encoder is not None and self.config.freeze_encoder:
+            self.encoder.eval()  # a frozen encoder keeps its ImageNet batch-norm statistics
+
+    def _g_pass(self) -> nn.Module:
+        if self.recipe.kl_weight:
+            return _Posterior(self.generator)
+        return _Scores(self.generator) if self.recipe.recon_loss == "ce" else self.generator
+
     @property
     def g_step(self) -> nn.Module:
-        """What the generator's training pass calls: ``g(l)``, or a VAE's ``(ab, mu, logvar)`` of (l, ab)."""
-        if self._g_parallel is not None:
-            return self._g_parallel
-        return _Posterior(self.generator) if self.recipe.kl_weight else self.generator
+        """What the generator's training pass calls: ``g(l)``, a classifier's ``scores(l)``, or a VAE's
+        ``(ab, mu, logvar)`` of (l, ab)."""
+        return self._g_parallel if self._g_parallel is not None else self._g_pass()
 
     @property
     def d_step(self) -> nn.Module | None:
@@ -228,6 +275,13 @@ class Trainer:
             _log(f"--blur: {saved.get('blur')} in the checkpoint, {self.config.blur} from now on")
         self.generator.load_state_dict(state["generator"])
         self.opt_g.load_state_dict(state["opt_g"])
+        if self.encoder is not None:  # a later phase may unfreeze the encoder or change its rate
+            lr = self.config.lr or self.recipe.lr
+            for group, new in zip(self.opt_g.param_groups, self._param_groups(lr)):
+                group["lr"] = new["lr"]
+            if saved.get("freeze_encoder", False) != self.config.freeze_encoder:
+                _log(f"--freeze-encoder: {saved.get('freeze_encoder', False)} in the checkpoint, "
+                     f"{self.config.freeze_encoder} from now on")
         if self.discriminator is not None:
             self.discriminator.load_state_dict(state["discriminator"])
             self.opt_d.load_state_dict(state["opt_d"])
@@ -293,11 +347,15 @@ class Trainer:
         recipe, g, d = self.recipe, self.generator, self.discriminator
         l_norm, ab = self._to_device(l_norm), self._to_device(ab)
         l_in = self.model_input(l_norm, training=True)
-        g.train()
+        self._train_mode()
+        scores = None
         with self._autocast():
             if recipe.kl_weight:
                 fake, mu, logvar = self.g_step(l_in, ab)  # a conditional VAE: z from q(z | L, ab)
                 mu, logvar = mu.float(), logvar.float()
+            elif recipe.recon_loss == "ce":
+                scores = self.g_step(l_in).float()  # class scores; the colours are their annealed mean
+                fake = g.decode(scores, l_in.shape[-2:])
             else:
                 fake = self.g_step(l_in)
         fake = fake.float()
@@ -319,7 +377,12 @@ class Trainer:
                 self.opt_d.step()
             logs["loss_d"] = float(loss_d.detach())
         weights = self.rebalance(ab) if self.rebalance is not None else None
-        loss_g = recipe.recon_weight * reconstruction_loss(fake, ab, recipe.recon_loss, weights)
+        if scores is not None:
+            loss_ce = color_classification_loss(scores, ab, g.bins * AB_SCALE, weights)
+            loss_g = recipe.recon_weight * loss_ce
+            logs["loss_ce"] = float(loss_ce.detach())
+        else:
+            loss_g = recipe.recon_weight * reconstruction_loss(fake, ab, recipe.recon_loss, weights)
         if recipe.perceptual_weight:
             # on the photo as it comes out: the true L with the predicted or the true ab, in sRGB
             loss_p = self.perceptual(model_output_to_rgb(l_norm, fake), model_output_to_rgb(l_norm, ab)).mean()
@@ -422,21 +485,31 @@ def _train(config: TrainConfig, resume: bool, device: str, progress: bool, world
     cache_dir = Path(config.cache_dir) if config.cache_dir else trainer.out / "cache"
     if not world.is_main:
         world.barrier()  # rank 0 decodes the dataset into the cache first; the others read the cache
-    data = load_dataset(config.dataset, round(config.size * 1.25), cache_dir)
+    specs = [config.dataset] if isinstance(config.dataset, str) else list(config.dataset)
+    parts = []
+    for spec in specs:
+        name, weight = parse_source(spec)
+        parts.append((name, load_dataset(name, round(config.size * 1.25), cache_dir), weight))
+    mix = mix_sources(parts, config.source_balance)
     val_images = None
     if config.val and world.is_main:
         val_images = load_folder(Path(config.val), 128, cache_dir).images[: config.val_count]
     if world.is_main:
         world.barrier()
-    skipped = ", ".join(f"{v} {k}" for k, v in sorted(data.skipped.items())) or "none"
-    log(f"dataset {config.dataset}: {len(data.images)} colour photos of {data.files} files (skipped: {skipped})")
+    for name, data, _ in parts:
+        skipped = ", ".join(f"{v} {k}" for k, v in sorted(data.skipped.items())) or "none"
+        log(f"dataset {name}: {len(data.images)} colour photos of {data.files} files (skipped: {skipped})")
+    if len(mix.shares) > 1:
+        log("draws: " + "; ".join(mix.describe()))
     if resume and config.rebalance != trainer.resumed_rebalance:
         log(f"colour rebalancing: {trainer.resumed_rebalance} in the checkpoint, {config.rebalance} from now on")
         trainer.rebalance = None
     if config.rebalance > 0 and trainer.rebalance is None:
-        probe = BatchSampler(data.images, config.size, 256, torch.Generator().manual_seed(1))
+        probe = BatchSampler(mix.images, config.size, 256, torch.Generator().manual_seed(1),
+                             probabilities=mix.probabilities)
         trainer.rebalance = ColorRebalance.fit(probe.next()[1], config.rebalance)
-    sampler = BatchSampler(data.images, config.size, config.batch_size // world.size, trainer.rng)
+    sampler = BatchSampler(mix.images, config.size, config.batch_size // world.size, trainer.rng,
+                           probabilities=mix.probabilities)
 
     log_file = open(trainer.out / "metrics.jsonl", "a") if world.is_main else None  # noqa: SIM115
     export_path = trainer.out / f"{config.model}.safetensors"
@@ -450,8 +523,8 @@ def _train(config: TrainConfig, resume: bool, device: str, progress: bool, world
         if not world.is_main:
             return
         trainer.save_checkpoint(state)
-        extra = {"step": trainer.step, "trained_on": config.dataset, "train_size": config.size,
-                 "train_batch": config.batch_size, "train_seconds": round(trainer.seconds)}
+        extra = {"step": trainer.step, "trained_on": " + ".join(specs), "train_size": config.size,
+                 "train_batch": config.batch_size, "train_seconds": round(state["seconds"])}
         if config.equalize:
             extra["equalize_l"] = True  # the network expects equalised L: the Colorizer does it too
         options = config.model_options

@@ -273,14 +273,3 @@ def bundled_path(entry: WeightsEntry) -> Path:
     """Where the package keeps ``entry``'s file when it is bundled."""
     return _package_file(f"weights/{entry.filename}")
 
-
-def resolve(model: str, *, offline: bool | None = None, cache_dir: str | Path | None = None,
-            trust_remote_pickle: bool | None = None) -> Path:
-    """Path of the weights for ``model``: a file path, a name from weights.toml, or ``hf://OWNER/REPO``.
-
-    Names resolve to the bundled file, else the Hugging Face cache, else a pinned, sha256-checked
-    download; see :func:`colorize_cli.hub.resolve` for the options (None = the current defaults).
-    """
-    from colorize_cli import hub
-
-    return hub.resolve(model, offline=offline, cache_dir=cache_dir, trust_remote_pickle=trust_remote_pickle)

@@ -1,7 +1,7 @@
 """Model zoo. Importing this package registers every model family."""
 
 # importing a family registers its models
-from colorize_cli.models import autoencoder, resnet, unet, vae  # noqa: F401
+from colorize_cli.models import autoencoder, encoder_unet, resnet, unet, vae  # noqa: F401
 from colorize_cli.models.discriminators import create_discriminator
 from colorize_cli.models.registry import (
     ModelSpec,

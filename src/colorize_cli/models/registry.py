@@ -14,7 +14,7 @@ from typing import Any
 from torch import nn
 
 GAN_LOSSES = ("bce", "lsgan", "wgangp")
-RECON_LOSSES = ("l1", "mse")
+RECON_LOSSES = ("l1", "mse", "ce")
 # critic steps of a WGAN-GP (Gulrajani et al. 2017; Cano & Moncada) when --gan-loss wgangp overrides a recipe
 WGAN_CRITIC_STEPS = 5
 
@@ -30,7 +30,8 @@ class Recipe:
         discriminator: a name in ``models.discriminators``; None = no adversary.
         discriminator_options: its options (``norm``, ``output``, ``init``...).
         gan_loss: ``bce`` | ``lsgan`` (least squares) | ``wgangp`` (Wasserstein + gradient penalty).
-        recon_loss: ``l1`` | ``mse``, on normalised ab.
+        recon_loss: ``l1`` | ``mse``, on normalised ab; ``ce``: cross-entropy over quantised ab (Zhang et
+            al. 2016), for a generator with a ``scores``/``decode`` classification head.
         recon_weight: its weight (pix2pix's λ = 100).
         critic_steps: discriminator updates per generator update.
         gp_weight: gradient penalty weight of ``wgangp``.
