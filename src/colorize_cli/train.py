@@ -198,8 +198,7 @@ class Trainer:
         self._g_parallel = self._d_parallel = None
         if world.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self._g_parallel = DistributedDataParallel(self._g_pass(), device_ids=ids,
-                                                       find_unused_parameters=False)
+            self._g_parallel = DistributedDataParallel(self._g_pass(), device_ids=ids)
             if self.discriminator is not None:
                 self._d_parallel = DistributedDataParallel(self.discriminator, device_ids=ids)
             torch.manual_seed(config.seed + RANK_SEED_STRIDE * world.rank)  # each rank its own noise

