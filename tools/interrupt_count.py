@@ -18,8 +18,8 @@ from pathlib import Path
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_interrupt import interrupt_during_a_write  # noqa: E402 - the test's own driver, shared
-from textures import textured  # noqa: E402
+from test_interrupt import interrupt_during_a_write  # the test's own driver, shared
+from textures import textured
 
 SIZE = (1732, 1155)  # 2.0 megapixels, the aspect of a bsds500 photo
 
