@@ -355,7 +355,7 @@ def test_unreadable_file_and_unwritable_folder_fail_alone_even_for_root(tmp_path
         result = _colorize_unprivileged(folder, "--model", tiny_weights)
         assert result.returncode == 1, result.stderr
         failed = [ln for ln in result.stderr.splitlines() if ln.startswith("failed:")]
-        assert failed == [f"failed: {locked}: permission denied"]
+        assert len(failed) == 1 and failed[0].startswith(f"failed: {locked}: permission denied")
         assert Image.open(folder / "ok_color.png").size == (37, 29)  # the batch went on
     finally:
         locked.chmod(0o644)
