@@ -98,9 +98,12 @@ def test_usage_errors_exit_2_with_a_clear_message(tmp_path, tiny_weights):
     src = make_photo(tmp_path / "a.png")
     result = run(src, "--model", "no-such-model")
     assert result.exit_code == 2 and "unknown model 'no-such-model'" in result.output
-    result = run(src, "--model", tiny_weights, "--device", "cuda:7")
-    if not __import__("torch").cuda.is_available():
-        assert result.exit_code == 2 and "CUDA is not available" in result.output
+    result = run(src, "--model", tiny_weights, "--device", "cuda:99")
+    assert result.exit_code == 2
+    if __import__("torch").cuda.is_available():
+        assert "CUDA device(s) here" in result.output
+    else:
+        assert "CUDA is not available" in result.output
 
 
 def test_bundled_default_model_colorizes_the_example(tmp_path):

@@ -116,14 +116,23 @@ def test_int8_export_runs(tiny_weights, tmp_path):
         export_onnx(tiny_weights, tmp_path / "x.onnx", quantize="int4")
 
 
-@pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(), reason="CUDA is available")
-def test_unavailable_cuda_provider_is_an_error(tiny_weights, tmp_path):
+def test_cuda_provider_runs_where_present_and_is_a_clear_error_where_absent(tiny_weights, tmp_path):
     path = export_onnx(tiny_weights, tmp_path / "t.onnx").path
-    with pytest.raises(RuntimeError, match="CUDAExecutionProvider"):
-        OnnxEngine(path, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     result = CliRunner().invoke(app, [str(make_photo(tmp_path / "p.png")), "--model", str(path),
-                                      "--device", "cuda"])
-    assert result.exit_code == 2 and "CUDA" in result.output
+                                      "--device", "cuda", "-q"])
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        engine = OnnxEngine(path, providers=providers)
+        assert engine.providers[0] == "CUDAExecutionProvider"  # it started: no silent CPU fallback
+        x = torch.rand(2, 1, 32, 48) * 2 - 1
+        assert (engine(x) - OnnxEngine(path)(x)).abs().max() < 1e-3
+        assert result.exit_code == 0, result.output
+        assert Image.open(tmp_path / "p_color.png").size == (37, 29)
+    else:
+        with pytest.raises(RuntimeError, match="CUDAExecutionProvider"):
+            OnnxEngine(path, providers=providers)
+        assert result.exit_code == 2 and "CUDA" in result.output
+        assert not (tmp_path / "p_color.png").exists()
 
 
 def test_cli_backend_onnx_matches_torch_and_reuses_the_cache(tiny_weights, tmp_path, monkeypatch):

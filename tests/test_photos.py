@@ -162,14 +162,6 @@ def test_decompression_bomb_limit_is_a_clear_error_with_the_option(tmp_path, tin
     assert run(tmp_path / "big.png", "--model", tiny_weights, "--max-pixels", "0").exit_code == 0
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
-def test_unreadable_file_and_unwritable_folder_fail_alone(tmp_path, tiny_weights):
-    src = make_photo(tmp_path / "locked.png", mode="L")
-    src.chmod(0)
-    result = run(src, "--model", tiny_weights)
-    assert result.exit_code == 1 and "permission denied" in result.output
-
-
 def test_unwritable_output_folder_is_one_line_per_file_and_exit_1(tmp_path, tiny_weights):
     src = make_photo(tmp_path / "a.png", mode="L")
     blocker = tmp_path / "out"

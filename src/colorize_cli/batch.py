@@ -11,6 +11,7 @@ import glob
 import json
 import re
 import sys
+import threading
 import time
 import traceback
 from collections import deque
@@ -237,8 +238,15 @@ class _Runner:
         self.progress = None
         self.task = None
         self.started = time.perf_counter()
+        # the writer threads count their own results: a file renamed into place is counted even when
+        # Ctrl-C interrupts the main thread while it waits for that write
+        self.lock = threading.RLock()
 
     def _fail(self, job: Job, exc: BaseException) -> None:
+        with self.lock:
+            self._report_failure(job, exc)
+
+    def _report_failure(self, job: Job, exc: BaseException) -> None:
         from colorize_cli.imageio import ImageReadError
 
         if isinstance(exc, ImageReadError):
@@ -262,11 +270,19 @@ class _Runner:
             self.progress.update(self.task, rate=f"{done / (time.perf_counter() - self.started):.1f} img/s")
 
     def _write(self, job: Job, photo, abs_small: list) -> None:
+        """Finish and write one job's outputs, then count it (in the writer thread)."""
         from colorize_cli.imageio import write_image
 
-        for target, ab_small in zip(job.targets, abs_small):
-            if self.opts.overwrite or not target.exists():  # samples already written are kept
-                write_image(target, self.c.finish(photo, ab_small), photo, quality=self.opts.quality)
+        try:
+            for target, ab_small in zip(job.targets, abs_small):
+                if self.opts.overwrite or not target.exists():  # samples already written are kept
+                    write_image(target, self.c.finish(photo, ab_small), photo, quality=self.opts.quality)
+        except Exception as exc:  # noqa: BLE001 - any failure of one file is reported, the batch goes on
+            self._fail(job, exc)
+            return
+        with self.lock:
+            self.summary.processed += 1
+            self._advance()
 
     def run(self, jobs: list[Job]) -> None:
         from rich.console import Console
@@ -325,8 +341,8 @@ class _Runner:
             except BaseException:
                 for _, f in list(reads) + list(writes):
                     f.cancel()
-                # writes already running finish (they are atomic either way): count them
-                self._drain(deque((job, f) for job, f in writes if not f.cancelled()), limit=0)
+                # writes already running finish (they are atomic either way) and count themselves
+                # before the executors' exit lets the summary be printed
                 raise
 
     def _flush(self, groups: dict, writer: ThreadPoolExecutor, writes: deque) -> None:
@@ -350,13 +366,8 @@ class _Runner:
                     writes.append((job, writer.submit(self._write, job, photo, [ab[i] for ab in abs_])))
 
     def _drain(self, writes: deque, limit: int) -> None:
+        """Wait until at most ``limit`` writes are pending (each counts its own result)."""
         while len(writes) > limit or (writes and writes[0][1].done()):
-            job, fut = writes.popleft()
-            try:
-                fut.result()
-            except Exception as exc:  # noqa: BLE001
-                self._fail(job, exc)
-                continue
-            self.summary.processed += 1
-            self._advance()
+            writes[0][1].result()  # never raises: _write reports its own failure
+            writes.popleft()
 
