@@ -2,22 +2,21 @@
 
 :func:`read_image` applies EXIF orientation and keeps the pixels in their own depth (8- or 16-bit,
 gray or RGB) plus what must survive the round trip: alpha, the ICC profile, EXIF, the format.
-:func:`write_image` writes to a temporary file in the target folder and renames it, so an
+:func:`write_image` writes through :func:`colorize_cli.atomic.atomic_write`, so a failed or
 interrupted run never leaves a half-written output.
 """
 
 from __future__ import annotations
 
-import io
-import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from colorize_cli.atomic import _UMASK, atomic_write  # noqa: F401 - _UMASK: outputs honour it
 
 # Pillow's name for each output format we write, by suffix
 FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF",
@@ -67,8 +66,6 @@ class Photo:
 
 
 _max_pixels: int | None = DEFAULT_MAX_PIXELS
-_UMASK = os.umask(0o022)  # read the process umask (set it back at once): outputs honour it
-os.umask(_UMASK)
 
 
 def set_max_pixels(limit: int | None) -> None:
@@ -198,34 +195,31 @@ def write_image(path: Path, pixels: np.ndarray, photo: Photo, quality: int = 95)
         alpha = (alpha.astype(np.uint32) * 65535 // 255) if sixteen else (alpha.astype(np.uint32) * 255 // 65535)
     data = pixels if alpha is None else np.concatenate([pixels, alpha[..., None]], axis=2)
     data = data.astype(np.uint16 if sixteen else np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if sixteen and fmt == "PNG":
-                f.write(png16_bytes(data, photo.icc_profile, photo.exif))
-            elif sixteen:
-                import tifffile
+    with atomic_write(path) as f:
+        if sixteen and fmt == "PNG":
+            f.write(png16_bytes(data, photo.icc_profile, photo.exif))
+        elif sixteen:
+            import tifffile
 
-                buf = io.BytesIO()  # tifffile wants a named file or a buffer, not a raw descriptor
-                tifffile.imwrite(buf, data, photometric="rgb", iccprofile=photo.icc_profile,
-                                 extrasamples=("unassalpha",) if alpha is not None else None)
-                f.write(buf.getvalue())
-            else:
-                im = Image.fromarray(data, "RGBA" if alpha is not None else "RGB")
-                kwargs: dict = {}
-                if photo.icc_profile:
-                    kwargs["icc_profile"] = photo.icc_profile
-                if photo.exif and fmt in _EXIF_FORMATS:
-                    kwargs["exif"] = photo.exif
-                if fmt in ("JPEG", "WEBP"):
-                    kwargs["quality"] = quality
-                im.save(f, format=fmt, **kwargs)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; an output is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            tifffile.imwrite(f, data, photometric="rgb", iccprofile=photo.icc_profile,
+                             extrasamples=("unassalpha",) if alpha is not None else None)
+        else:
+            im = Image.fromarray(data, "RGBA" if alpha is not None else "RGB")
+            kwargs: dict = {}
+            if photo.icc_profile:
+                kwargs["icc_profile"] = photo.icc_profile
+            if photo.exif and fmt in _EXIF_FORMATS:
+                kwargs["exif"] = photo.exif
+            if fmt in ("JPEG", "WEBP"):
+                kwargs["quality"] = quality
+            im.save(f, format=fmt, **kwargs)
+
+
+def save_pil(im: Image.Image, path: Path, **params) -> None:
+    """``im.save(path, **params)``, atomically and durably (the format comes from the suffix)."""
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower())
+    with atomic_write(path) as f:
+        im.save(f, format=fmt, **params)
 
 
 def png16_bytes(data: np.ndarray, icc: bytes | None = None, exif: bytes | None = None) -> bytes:
