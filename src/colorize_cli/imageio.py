@@ -8,13 +8,18 @@ interrupted run never leaves a half-written output.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 import struct
+import threading
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from colorize_cli.atomic import _UMASK, atomic_write  # noqa: F401 - _UMASK: outputs honour it
 
@@ -81,6 +86,42 @@ def set_max_pixels(limit: int | None) -> None:
 Image.MAX_IMAGE_PIXELS = None  # replaced by the check in read_image
 
 
+_capture = threading.local()  # the notes list of the file this thread is reading, if any
+
+
+@contextlib.contextmanager
+def collect_warnings(notes: list[str]):
+    """Collect the warnings this thread raises into ``notes`` (one line each, without repeats)
+    instead of printing them; only while :func:`pillow_warnings_as_notes` is active."""
+    _capture.notes = notes
+    try:
+        yield notes
+    finally:
+        _capture.notes = None
+
+
+@contextlib.contextmanager
+def pillow_warnings_as_notes():
+    """For the duration of a batch: Pillow's warnings about a file become notes of that file (the
+    batch prints them as ``warning: FILE: ...``), every time, not only the first; other warnings,
+    or those raised outside :func:`collect_warnings`, are shown as usual."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("always", module=r"PIL\.")
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            notes = getattr(_capture, "notes", None)
+            if notes is None:
+                shown(message, category, filename, lineno, file, line)
+                return
+            text = re.sub(r"\s+", " ", str(message)).strip().rstrip(".")
+            if text not in notes:
+                notes.append(text)
+
+        warnings.showwarning = show
+        yield
+
+
 def _rgb_profile(icc: bytes | None) -> bytes | None:
     # bytes 16-20 of an ICC header name its colour space
     return icc if icc and len(icc) > 20 and icc[16:20] == b"RGB " else None
@@ -100,15 +141,21 @@ def _read_tiff16(path: Path, im: Image.Image) -> np.ndarray | None:
 
 
 def read_image(path: Path) -> Photo:
-    """Read ``path`` into a :class:`Photo`; raises :class:`ImageReadError` with a one-line reason."""
-    path = Path(path)
+    """Read ``path`` into a :class:`Photo`; raises :class:`ImageReadError` with a one-line reason.
+
+    What Pillow warns about the file (in a batch) ends up in ``Photo.notes``."""
+    notes: list[str] = []
+    with collect_warnings(notes):
+        return _read_image(Path(path), notes)
+
+
+def _read_image(path: Path, notes: list[str]) -> Photo:
     try:
         im = Image.open(path)
         if _max_pixels and im.width * im.height > _max_pixels:
             im.close()
             raise ImageReadError(f"{im.width}x{im.height} is larger than the limit of {_max_pixels} pixels "
                                  "(raise it with --max-pixels N, or --max-pixels 0 for none)")
-        notes = []
         frames = getattr(im, "n_frames", 1)
         if frames > 1:
             notes.append(f"{frames} frames: colorizing the first only")
@@ -220,6 +267,55 @@ def save_pil(im: Image.Image, path: Path, **params) -> None:
     fmt = Image.registered_extensions().get(Path(path).suffix.lower())
     with atomic_write(path) as f:
         im.save(f, format=fmt, **params)
+
+
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def output_problem(path: Path) -> str | None:
+    """Why ``path`` is not a whole output (None: it is), cheaply, without decoding the pixels.
+
+    The header must parse (Pillow reads up to the image data) and the file must end where its format
+    says: JPEG with its end-of-image marker, PNG with IEND, WebP and BMP at the size their header
+    states, TIFF after the last strip or tile its directory points to. A write cut short fails this.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f, collect_warnings([]):  # what Pillow says of a broken file is dropped
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(16)
+            f.seek(max(0, size - 12))
+            tail = f.read()
+            f.seek(0)
+            with Image.open(f) as im:
+                fmt = im.format
+                ends = _tiff_end(im) if fmt == "TIFF" else None
+    except FileNotFoundError:
+        return "missing"
+    except UnidentifiedImageError:
+        return "not an image Pillow knows"
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
+        return f"not a readable image ({exc})"
+    if fmt == "JPEG" and not tail.endswith(b"\xff\xd9"):
+        return f"{size} bytes, no JPEG end marker"
+    if fmt == "PNG" and tail != _PNG_END:
+        return f"{size} bytes, no PNG end chunk"
+    if fmt == "WEBP" and int.from_bytes(head[4:8], "little") + 8 > size:
+        return f"{size} bytes of {int.from_bytes(head[4:8], 'little') + 8}"
+    if fmt == "BMP" and int.from_bytes(head[2:6], "little") > size:
+        return f"{size} bytes of {int.from_bytes(head[2:6], 'little')}"
+    if ends is not None and ends > size:
+        return f"{size} bytes of {ends}"
+    return None
+
+
+def _tiff_end(im: Image.Image) -> int:
+    """Where a TIFF's first image ends: past its last strip or tile."""
+    def values(*tags: int) -> tuple:
+        value = next((im.tag_v2[t] for t in tags if t in im.tag_v2), (0,))
+        return value if isinstance(value, tuple) else (value,)
+
+    return max(o + c for o, c in zip(values(273, 324), values(279, 325)))  # Strip/Tile Offsets, ByteCounts
 
 
 def png16_bytes(data: np.ndarray, icc: bytes | None = None, exif: bytes | None = None) -> bytes:
