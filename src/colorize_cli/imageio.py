@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from colorize_cli.atomic import _UMASK, atomic_write  # noqa: F401 - _UMASK: outputs honour it
 
@@ -31,6 +31,7 @@ FORMAT_SUFFIX = {"jpg": ".jpg", "png": ".png", "webp": ".webp", "tiff": ".tif"}
 DEFAULT_MAX_PIXELS = 200_000_000
 _EXIF_ORIENTATION = 0x0112
 _EXIF_FORMATS = ("JPEG", "PNG", "WEBP")  # formats whose EXIF block we read and write
+_EXIF_POINTERS = (0x8769, 0x8825, 0xA005)  # ExifOffset, GPSInfo, InteropOffset
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
@@ -137,7 +138,15 @@ def _read_tiff16(path: Path, im: Image.Image) -> np.ndarray | None:
         page = tif.pages[0]
         if page.dtype != np.uint16 or page.samplesperpixel < 3:
             return None
-        return page.asarray()
+        arr = page.asarray()  # LZW, Deflate ... through imagecodecs
+        if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE:
+            arr = np.moveaxis(arr, 0, -1)  # (samples, H, W) -> (H, W, samples)
+        arr = arr[..., :4] if page.extrasamples and page.extrasamples[0] in (1, 2) else arr[..., :3]
+        if page.extrasamples and page.extrasamples[0] == tifffile.EXTRASAMPLE.ASSOCALPHA:
+            alpha = arr[..., 3:].astype(np.float64)  # premultiplied colour: divide the alpha out
+            rgb = np.where(alpha > 0, arr[..., :3] * 65535.0 / np.maximum(alpha, 1), 0)
+            arr = np.concatenate([np.clip(rgb + 0.5, 0, 65535), alpha], axis=-1).astype(np.uint16)
+        return np.ascontiguousarray(arr)
 
 
 def read_image(path: Path) -> Photo:
@@ -175,7 +184,7 @@ def _read_image(path: Path, notes: list[str]) -> Photo:
     if orientation != 1:
         exif[_EXIF_ORIENTATION] = 1  # orientation has been applied to the pixels
     # a TIFF's "EXIF" is its own image directory (sizes, strip offsets): never copy that elsewhere
-    exif_bytes = exif.tobytes() if len(exif) and fmt in _EXIF_FORMATS else None
+    exif_bytes = _exif_bytes(exif, notes) if len(exif) and fmt in _EXIF_FORMATS else None
     mode, alpha = im.mode, None
     if wide is not None:
         pixels = _orient(wide[..., :3], orientation)
@@ -198,6 +207,32 @@ def _read_image(path: Path, notes: list[str]) -> Photo:
         else:
             pixels = np.array(im.convert("RGB"))
     return Photo(pixels, alpha, _rgb_profile(icc), exif_bytes, mode, fmt, notes)
+
+
+def _exif_bytes(exif: Image.Exif, notes: list[str]) -> bytes | None:
+    """The EXIF block to write; tags whose values cannot be written (a resolution that is a string,
+    as some cameras store it) are dropped, with a note."""
+    with contextlib.suppress(Exception):  # Pillow raises TypeError, ValueError, struct.error ... for bad values
+        return exif.tobytes()
+    dropped = []
+    for tag in list(exif):
+        if tag in _EXIF_POINTERS:  # offsets of sub-directories: written from those, not probed alone
+            continue
+        probe = Image.Exif()
+        probe[tag] = exif[tag]
+        try:
+            probe.tobytes()
+        except Exception:  # noqa: BLE001
+            dropped.append(ExifTags.TAGS.get(tag, f"0x{tag:04x}"))
+            del exif[tag]
+    try:
+        data = exif.tobytes()
+    except Exception:  # noqa: BLE001
+        notes.append("EXIF could not be written back and was dropped")
+        return None
+    what = "an invalid value and was" if len(dropped) == 1 else "invalid values and were"
+    notes.append(f"EXIF {', '.join(dropped)} had {what} dropped from the output")
+    return data
 
 
 def _has_alpha(im: Image.Image) -> bool:
