@@ -338,7 +338,7 @@ def run_batch(inputs: list, **options) -> int:
         else:
             seen.update((t, job.source) for t in job.targets)
             todo.append(job)
-    for folder in sorted({t.parent for job in todo for t in job.targets}):
+    for folder in sorted({t.parent for job in plan.jobs for t in job.targets}):
         if removed := remove_stale_parts(folder):
             err(f"note: {folder}: removed {removed} temporary file(s) left by an interrupted run")
     t0 = time.perf_counter()
