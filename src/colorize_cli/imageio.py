@@ -87,6 +87,8 @@ def set_max_pixels(limit: int | None) -> None:
 Image.MAX_IMAGE_PIXELS = None  # replaced by the check in read_image
 
 
+# Pillow warnings that advise programmers, not users (we do convert such palettes to RGBA)
+_SILENT_WARNINGS = ("Palette images with Transparency expressed in bytes",)
 _capture = threading.local()  # the notes list of the file this thread is reading, if any
 
 
@@ -116,7 +118,7 @@ def pillow_warnings_as_notes():
                 shown(message, category, filename, lineno, file, line)
                 return
             text = re.sub(r"\s+", " ", str(message)).strip().rstrip(".")
-            if text not in notes:
+            if text not in notes and not text.startswith(_SILENT_WARNINGS):
                 notes.append(text)
 
         warnings.showwarning = show
