@@ -380,3 +380,19 @@ def test_inputs_that_share_a_stem_are_both_colorized_under_names_a_rerun_recogni
     result = run(tmp_path, "--model", tiny_weights, "--json")
     s = summary(result.stdout)
     assert (s["processed"], s["skipped_existing"], s["skipped_own_outputs"]) == (0, 2, 2)
+
+
+def test_cleaning_leftovers_never_removes_a_file_being_written(tmp_path):
+    from colorize_cli.atomic import atomic_write, remove_stale_parts
+
+    orphan = tmp_path / ".a.jpg.abcd1234.part"  # what a killed run leaves: unlocked, not empty
+    orphan.write_bytes(b"half a photo")
+    fresh = tmp_path / ".b.jpg.efgh5678.part"  # created by a writer that has not locked it yet
+    fresh.touch()
+    (tmp_path / "notes.part").write_text("not ours")
+    with atomic_write(tmp_path / "c.jpg") as f:
+        f.write(b"being written")
+        f.flush()
+        assert remove_stale_parts(tmp_path) == 1
+        assert f.temp.exists() and not orphan.exists() and fresh.exists() and (tmp_path / "notes.part").exists()
+    assert (tmp_path / "c.jpg").read_bytes() == b"being written" and not f.temp.exists()
