@@ -396,3 +396,16 @@ def test_cleaning_leftovers_never_removes_a_file_being_written(tmp_path):
         assert remove_stale_parts(tmp_path) == 1
         assert f.temp.exists() and not orphan.exists() and fresh.exists() and (tmp_path / "notes.part").exists()
     assert (tmp_path / "c.jpg").read_bytes() == b"being written" and not f.temp.exists()
+
+
+def test_inputs_that_share_a_stem_keep_their_names_when_in_different_shards(tmp_path, tiny_weights):
+    from colorize_cli.batch import shard_of
+
+    make_photo(tmp_path / "in" / "hopper.png", mode="L")
+    make_photo(tmp_path / "in" / "hopper.jpg", mode="L", seed=1)
+    n = next(n for n in range(2, 50) if shard_of("hopper.png", n) != shard_of("hopper.jpg", n))
+    for i in (shard_of("hopper.png", n), shard_of("hopper.jpg", n)):
+        result = run(tmp_path / "in", "--output", tmp_path / "out", "--format", "png", "--shard", f"{i}/{n}",
+                     "--model", tiny_weights, "--json")
+        assert result.exit_code == 0 and summary(result.stdout)["processed"] == 1, result.output
+    assert sorted(p.name for p in assert_all_whole(tmp_path / "out")) == ["hopper_color.png", "hopper_jpg_color.png"]

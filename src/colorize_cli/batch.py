@@ -216,6 +216,7 @@ def plan_jobs(inputs: list, output: Path | None, suffix: str, fmt: str = "same",
     from colorize_cli.imageio import output_suffix
 
     plan = Plan()
+    jobs: list[tuple[Job, bool]] = []  # every job, and whether it is in this shard
     seen: set[Path] = set()
     out_root = output.resolve() if output is not None else None
     numbers = range(1, samples + 1) if samples > 1 else [None]
@@ -234,24 +235,24 @@ def plan_jobs(inputs: list, output: Path | None, suffix: str, fmt: str = "same",
             mine = [(p, why) for p, why in problems if shard_of(_relative(p, rel_root), shard[1]) == shard[0]]
             plan.problems += mine
             for f in files:
-                if shard_of(_relative(f, rel_root), shard[1]) != shard[0]:
-                    continue
                 resolved = f.resolve()
                 if resolved in seen:
                     continue
                 seen.add(resolved)
+                mine = shard_of(_relative(f, rel_root), shard[1]) == shard[0]
                 if f.suffix.lower() not in IMAGE_SUFFIXES:
-                    plan.not_images += 1
+                    plan.not_images += mine
                 elif walked and _is_own_output(f, suffix, out_root):
-                    plan.own_outputs += 1
+                    plan.own_outputs += mine
                 else:
                     ext = output_suffix(f, fmt)
 
                     def targets(src: Path, tag: str = "", rel_root=rel_root, ext=ext) -> list[Path]:
                         return [output_path(src, rel_root, output, suffix, ext, k, tag) for k in numbers]
 
-                    plan.jobs.append(Job(f, targets(f), targets))
-    _name_apart(plan.jobs)
+                    jobs.append((Job(f, targets(f), targets), mine))
+    _name_apart([job for job, _ in jobs])  # over all shards: an output's name must not depend on the shard
+    plan.jobs = [job for job, mine in jobs if mine]
     return plan
 
 
