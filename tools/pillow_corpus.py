@@ -56,9 +56,11 @@ def main() -> int:
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     kinds = collections.Counter()
     ours, unreadable = [], []
+    limited = []
     for f in summary["failed"]:
         if "--max-pixels" in f["reason"]:
             kinds["refused by a limit (--max-pixels)"] += 1
+            limited.append(f)
         elif Path(f["file"]).is_file() and pillow_reads(f["file"]):
             kinds["failed by us (Pillow reads it)"] += 1
             ours.append(f)
@@ -89,6 +91,8 @@ def main() -> int:
     if args.show:
         for f in unreadable:
             print(f"unreadable: {f['file']}: {f['reason']}")
+        for f in limited:
+            print(f"limit: {f['file']}: {f['reason']}")
         for ln in warned:
             print(ln)
     for f in ours:

@@ -181,6 +181,8 @@ def _read_image(path: Path, notes: list[str]) -> Photo:
         raise ImageReadError("file not found") from None
     except PermissionError:
         raise ImageReadError("permission denied") from None
+    except UnidentifiedImageError:  # its message would repeat the path
+        raise ImageReadError("not a readable image (Pillow does not recognise its format)") from None
     except (OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
         raise ImageReadError(f"not a readable image ({exc})") from None
     if orientation != 1:
