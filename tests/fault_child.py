@@ -97,7 +97,7 @@ def main() -> int:
     if args.kill_trials:
         kill_trials(args, command)
         return 0
-    if args.as_nobody is not None:
+    if args.as_nobody is not None and os.geteuid() == 0:  # anyone else obeys permissions already
         model = command[command.index("--model") + 1]
         colorize([str(args.as_nobody), "--model", model, "--quiet", "--overwrite", "--json"])
         os.setgid(65534)
