@@ -1,14 +1,16 @@
 """Run ``colorize`` under a fault the tests cannot put on their own process (tests/test_faults.py).
 
     python fault_child.py [--fsize BYTES] [--as-nobody WARMUP_DIR] -- COLORIZE_ARGS...
-    python fault_child.py --kill-trials N --seed S --max-delay SECONDS -- COLORIZE_ARGS...
+    python fault_child.py --kill-trials N --seed S [--fresh] --watch DIR -- COLORIZE_ARGS...
 
 --fsize sets RLIMIT_FSIZE, so the kernel fails writes past BYTES with EFBIG (after a short write
 first, as on a full disk). --as-nobody colorizes WARMUP_DIR once as root (everything is imported:
 this machine's Python lives under a folder only root can read), then drops to the user nobody,
 whom file permissions bind, and runs the real command. --kill-trials forks the command N times
 (imports are paid once), SIGKILLs each child at a random moment and prints, as one JSON line per
-trial, what it found under final names in the folders it was told to watch (--watch DIR).
+trial, what it found under final names in the folders it was told to watch (--watch DIR). The
+delays are drawn between the first output and the end of one whole run, timed first; --fresh removes the watched
+outputs before each run.
 """
 
 from __future__ import annotations
@@ -61,9 +63,7 @@ def kill_trials(args, command: list[str]) -> None:
     import colorize_cli.batch
     import colorize_cli.inference  # noqa: F401
 
-    rng = random.Random(args.seed)
-    for trial in range(args.kill_trials):
-        delay = rng.uniform(0.0, args.max_delay)
+    def start() -> int:
         if args.fresh:
             for p in (p for d in args.watch for p in final_outputs(Path(d))):
                 p.unlink()
@@ -73,6 +73,20 @@ def kill_trials(args, command: list[str]) -> None:
             os.dup2(fd, 1)
             os.dup2(fd, 2)
             os._exit(colorize(command))
+        return pid
+
+    # one whole run first, timed: kills then fall between its first output and its end, however
+    # fast or busy this machine is
+    t0, first, pid = time.perf_counter(), None, start()
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if first is None and any(final_outputs(Path(d)) for d in args.watch):
+            first = time.perf_counter() - t0
+        time.sleep(0.005)
+    whole_run = time.perf_counter() - t0
+    rng = random.Random(args.seed)
+    for trial in range(args.kill_trials):
+        delay = rng.uniform(0.8 * (first or 0.0), whole_run)
+        pid = start()
         time.sleep(delay)
         os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
@@ -88,7 +102,6 @@ def main() -> int:
     ap.add_argument("--as-nobody", type=Path, metavar="WARMUP_DIR")
     ap.add_argument("--kill-trials", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--max-delay", type=float, default=1.0)
     ap.add_argument("--watch", action="append", default=[])
     ap.add_argument("--fresh", action="store_true", help="remove the watched outputs before each trial")
     ap.add_argument("command", nargs=argparse.REMAINDER)

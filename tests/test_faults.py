@@ -188,23 +188,23 @@ print(json.dumps(results))
 
 
 def test_sigkill_at_random_moments_never_leaves_a_broken_output(tmp_path, tiny_weights):
-    for i in range(24):
+    for i in range(16):
         noisy_photo(tmp_path / "in" / f"p{i:02d}.jpg", (96 + 4 * i, 96), seed=i)
     out = tmp_path / "out"
-    trials = 14
-    proc = child("--kill-trials", trials, "--seed", 14, "--max-delay", 0.8, "--fresh", "--watch", out, "--",
+    trials = 10
+    proc = child("--kill-trials", trials, "--seed", 14, "--fresh", "--watch", out, "--",
                  tmp_path / "in", "--output", out, "--model", tiny_weights, "--batch-size", "2", "--quiet",
                  timeout=240)
     assert proc.returncode == 0, proc.stderr
     results = [json.loads(ln) for ln in proc.stdout.splitlines()]
     assert len(results) == trials
     assert [r["broken"] for r in results] == [{}] * trials  # every file under a final name decodes fully
-    assert sum(r["killed"] and 0 < r["outputs"] < 24 for r in results) >= 4, results  # killed mid-batch
+    assert sum(r["killed"] and 0 < r["outputs"] < 16 for r in results) >= trials // 2, results  # mid-batch
     result = run(tmp_path / "in", "--output", out, "--model", tiny_weights, "--json")
     assert result.exit_code == 0, result.output
     s = summary(result.stdout)
-    assert s["processed"] + s["skipped_existing"] == 24 and s["processed"] == 24 - results[-1]["outputs"]
-    assert len(assert_all_whole(out)) == 24  # and the killed runs' temporary files are gone
+    assert s["processed"] + s["skipped_existing"] == 16 and s["processed"] == 16 - results[-1]["outputs"]
+    assert len(assert_all_whole(out)) == 16  # and the killed runs' temporary files are gone
 
 
 # ---- permissions, unreadable folders ---------------------------------------------------------------------------

@@ -451,7 +451,7 @@ def _train(config: TrainConfig, resume: bool, device: str, progress: bool, world
             return
         trainer.save_checkpoint(state)
         extra = {"step": trainer.step, "trained_on": config.dataset, "train_size": config.size,
-                 "train_batch": config.batch_size, "train_seconds": round(trainer.seconds)}
+                 "train_batch": config.batch_size, "train_seconds": round(state["seconds"])}
         if config.equalize:
             extra["equalize_l"] = True  # the network expects equalised L: the Colorizer does it too
         options = config.model_options
