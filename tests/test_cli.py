@@ -83,10 +83,10 @@ def test_a_broken_file_fails_alone_with_one_line_and_exit_1(tmp_path, tiny_weigh
 
 def test_existing_outputs_are_skipped_unless_overwrite(tmp_path, tiny_weights):
     src = make_photo(tmp_path / "a.png")
-    out = tmp_path / "a_color.png"
-    out.write_bytes(b"keep me")
+    out = make_photo(tmp_path / "a_color.png", size=(5, 5))  # a whole image: kept (incomplete ones: test_faults)
+    before = out.read_bytes()
     result = run(src, "--model", tiny_weights)
-    assert result.exit_code == 0 and out.read_bytes() == b"keep me"
+    assert result.exit_code == 0 and out.read_bytes() == before
     assert "1 already done" in result.output
     assert run(src, "--model", tiny_weights, "--overwrite").exit_code == 0
     assert Image.open(out).size == (37, 29)

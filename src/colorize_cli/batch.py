@@ -7,18 +7,23 @@ that share a working shape are batched, and every output is written atomically. 
 
 from __future__ import annotations
 
+import errno
 import glob
+import hashlib
 import json
+import os
 import re
 import sys
 import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from colorize_cli.atomic import remove_stale_parts
 from colorize_cli.data import IMAGE_SUFFIXES
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -29,6 +34,7 @@ _GLOB_CHARS = set("*?[")
 class Job:
     source: Path
     targets: list[Path]  # its outputs: one, or one per sample with --samples N
+    rebuild: Callable[[Path, str], list[Path]] | None = field(default=None, repr=False)  # targets with a tag
 
     @property
     def target(self) -> Path:
@@ -46,9 +52,12 @@ class Summary:
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
+    shard: tuple[int, int] = (1, 1)
+    planned: int = 0  # images planned in this shard (done before or not)
 
     def as_dict(self) -> dict:
-        return {"processed": self.processed, "colored_inputs": self.colored_inputs,
+        return {"shard": {"index": self.shard[0], "count": self.shard[1], "images": self.planned},
+                "processed": self.processed, "colored_inputs": self.colored_inputs,
                 "skipped_color": self.skipped_color, "skipped_existing": self.skipped_existing,
                 "skipped_not_image": self.skipped_not_image, "skipped_own_outputs": self.skipped_own_outputs,
                 "failed": [{"file": f, "reason": r} for f, r in self.failed],
@@ -64,7 +73,8 @@ class Summary:
             if n:
                 parts.append(f"{n} {what}")
         parts.append(f"{len(self.failed)} failed")
-        return f"done: {', '.join(parts)} ({self.seconds:.1f} s)"
+        shard = f"shard {self.shard[0]}/{self.shard[1]} ({self.planned} images): " if self.shard[1] > 1 else ""
+        return f"done: {shard}{', '.join(parts)} ({self.seconds:.1f} s)"
 
 
 def error_message(exc: BaseException) -> str:
@@ -73,10 +83,11 @@ def error_message(exc: BaseException) -> str:
 
 
 def output_path(source: Path, root: Path | None, output: Path | None, suffix: str, ext: str,
-                sample: int | None = None) -> Path:
-    """``{stem}{suffix}{ext}`` beside ``source``, or under ``output`` mirroring its place under ``root``;
-    sample k of ``--samples N`` is ``{stem}{suffix}-{k}{ext}``."""
-    name = f"{source.stem}{suffix}{'' if sample is None else f'-{sample}'}{ext}"
+                sample: int | None = None, tag: str = "") -> Path:
+    """``{stem}{tag}{suffix}{ext}`` beside ``source``, or under ``output`` mirroring its place under
+    ``root``; sample k of ``--samples N`` is ``{stem}{tag}{suffix}-{k}{ext}``. ``tag`` tells apart
+    inputs that share a stem (:func:`_name_apart`)."""
+    name = f"{source.stem}{tag}{suffix}{'' if sample is None else f'-{sample}'}{ext}"
     if output is None:
         return source.with_name(name)
     rel = source.parent.relative_to(root) if root is not None else Path()
@@ -105,47 +116,158 @@ def _is_own_output(f: Path, suffix: str, out_root: Path | None) -> bool:
     if out_root is not None and out_root in f.resolve().parents:
         return True
     base = match.group(1)
-    return any(p.stem == base and p != f for p in f.parent.glob(glob.escape(base) + ".*"))
+    if any(p.stem == base and p != f for p in f.parent.glob(glob.escape(base) + ".*")):
+        return True
+    tagged = re.fullmatch(r"(.+)_([A-Za-z0-9]+)", base)  # {stem}_{ext}{suffix}: see _name_apart
+    return tagged is not None and any(p.suffix[1:].lower() == tagged.group(2).lower() and p != f
+                                      for p in f.parent.glob(glob.escape(tagged.group(1)) + ".*"))
 
 
-def plan_jobs(inputs: list, output: Path | None, suffix: str, fmt: str = "same",
-              samples: int = 1) -> tuple[list[Job], int, int, list[str]]:
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` (1 <= I <= N) -> (I, N); raises ValueError with a one-line reason."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if match is None or not 1 <= int(match.group(1)) <= int(match.group(2)):
+        raise ValueError(f"--shard {text}: use I/N with 1 <= I <= N, e.g. 2/8")
+    return int(match.group(1)), int(match.group(2))
+
+
+def shard_of(key: str, count: int) -> int:
+    """The shard (1..count) of a file, from a hash of its path relative to the folder walked: the
+    same in every process and every rerun, whatever else is in the archive."""
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % count + 1
+
+
+def walk(folder: Path, problems: list[tuple[Path, str]], _above: frozenset = frozenset()) -> list[Path]:
+    """Every file under ``folder``, following symbolic links to folders; what cannot be walked is
+    appended to ``problems`` as (path, reason): an unreadable folder, a broken symbolic link, a
+    symbolic link loop (a link to a folder above it, or a link that resolves to itself)."""
+    try:
+        st = folder.stat()
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        problems.append((folder, _walk_reason(exc, folder) + " (folder not read)"))
+        return []
+    above = _above | {(st.st_dev, st.st_ino)}
+    files: list[Path] = []
+    for entry in entries:
+        path = Path(entry.path)
+        try:
+            if entry.is_dir():
+                target = path.stat()
+                if entry.is_symlink() and (target.st_dev, target.st_ino) in above:
+                    reason = f"symbolic link loop (points to {os.readlink(path)}, a folder above it)"
+                    problems.append((path, reason))
+                else:
+                    files += walk(path, problems, above)
+            elif entry.is_file():
+                files.append(path)
+            elif entry.is_symlink():
+                path.stat()  # raises: the link is broken or loops
+        except OSError as exc:
+            problems.append((path, _walk_reason(exc, path)))
+    return files
+
+
+def _walk_reason(exc: OSError, path: Path) -> str:
+    if exc.errno == errno.ELOOP:
+        return f"symbolic link loop (points to {os.readlink(path)})" if path.is_symlink() else "symbolic link loop"
+    if exc.errno == errno.ENOENT and path.is_symlink():
+        return f"broken symbolic link (points to {os.readlink(path)}, which does not exist)"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    return exc.strerror or str(exc)
+
+
+def _name_apart(jobs: list[Job]) -> None:
+    """Inputs that would get the same output name (``hopper.png`` and ``hopper.gif`` both make
+    ``hopper_color.png``) are told apart: the one whose extension is the output's keeps the name,
+    the others get their extension in it (``hopper_gif_color.png``). Deterministic: the names depend
+    only on the files planned, so a rerun finds the same outputs."""
+    by_target: dict[Path, list[Job]] = {}
+    for job in jobs:
+        by_target.setdefault(job.target, []).append(job)
+    for group in by_target.values():
+        if len(group) < 2:
+            continue
+        for job in group:
+            if job.source.suffix != job.target.suffix:
+                job.targets = job.rebuild(job.source, "_" + job.source.suffix[1:].lower())
+
+
+@dataclass
+class Plan:
+    """What :func:`plan_jobs` found: the jobs, and what is counted or reported instead."""
+
+    jobs: list[Job] = field(default_factory=list)
+    not_images: int = 0
+    own_outputs: int = 0  # earlier outputs found while walking
+    missing: list[str] = field(default_factory=list)  # inputs that match nothing
+    problems: list[tuple[Path, str]] = field(default_factory=list)  # what could not be walked, and why
+
+
+def plan_jobs(inputs: list, output: Path | None, suffix: str, fmt: str = "same", samples: int = 1,
+              shard: tuple[int, int] = (1, 1)) -> Plan:
     """Expand files, folders and globs into jobs (with ``samples`` > 1, a job has that many outputs).
 
-    Returns (jobs, files that are not images, earlier outputs found while walking, unmatched inputs).
     Each source file is planned once, however many inputs name it; files found by walking a folder
-    or a glob keep their place under it in ``output``.
+    or a glob keep their place under it in ``output``. With ``shard=(I, N)`` only the files of shard
+    I are planned or counted (:func:`shard_of`).
     """
     from colorize_cli.imageio import output_suffix
 
-    jobs: list[Job] = []
+    plan = Plan()
+    jobs: list[tuple[Job, bool]] = []  # every job, and whether it is in this shard
     seen: set[Path] = set()
-    not_images = own_outputs = 0
-    missing: list[str] = []
     out_root = output.resolve() if output is not None else None
+    numbers = range(1, samples + 1) if samples > 1 else [None]
     for item in inputs:
         expanded = _expand(str(item))
-        if not expanded or not any(p.exists() for p, _ in expanded):
-            missing.append(str(item))
+        if not expanded or not any(p.exists() or p.is_symlink() for p, _ in expanded):
+            plan.missing.append(str(item))
             continue
         for path, root in expanded:
             walked = path.is_dir() or root is not None  # found by walking or a glob, not named
-            files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+            problems: list[tuple[Path, str]] = []
+            files = sorted(walk(path, problems)) if path.is_dir() else [path]
+            if not path.is_dir() and path.is_symlink() and not path.exists():
+                files, problems = [], [(path, _walk_reason(_stat_error(path), path))]
             rel_root = root if root is not None else (path if path.is_dir() else None)
+            mine = [(p, why) for p, why in problems if shard_of(_relative(p, rel_root), shard[1]) == shard[0]]
+            plan.problems += mine
             for f in files:
-                key = f.resolve()
-                if key in seen:
+                resolved = f.resolve()
+                if resolved in seen:
                     continue
-                seen.add(key)
+                seen.add(resolved)
+                mine = shard_of(_relative(f, rel_root), shard[1]) == shard[0]
                 if f.suffix.lower() not in IMAGE_SUFFIXES:
-                    not_images += 1
+                    plan.not_images += mine
                 elif walked and _is_own_output(f, suffix, out_root):
-                    own_outputs += 1
+                    plan.own_outputs += mine
                 else:
                     ext = output_suffix(f, fmt)
-                    numbers = range(1, samples + 1) if samples > 1 else [None]
-                    jobs.append(Job(f, [output_path(f, rel_root, output, suffix, ext, k) for k in numbers]))
-    return jobs, not_images, own_outputs, missing
+
+                    def targets(src: Path, tag: str = "", rel_root=rel_root, ext=ext) -> list[Path]:
+                        return [output_path(src, rel_root, output, suffix, ext, k, tag) for k in numbers]
+
+                    jobs.append((Job(f, targets(f), targets), mine))
+    _name_apart([job for job, _ in jobs])  # over all shards: an output's name must not depend on the shard
+    plan.jobs = [job for job, mine in jobs if mine]
+    return plan
+
+
+def _relative(path: Path, root: Path | None) -> str:
+    """The key a file is sharded by: its path under the folder walked (the path given otherwise)."""
+    return (path.relative_to(root) if root is not None else path).as_posix()
+
+
+def _stat_error(path: Path) -> OSError:
+    try:
+        path.stat()
+    except OSError as exc:
+        return exc
+    return OSError(errno.EIO, "cannot be read")
 
 
 @dataclass
@@ -168,12 +290,13 @@ class BatchOptions:
     debug: bool = False
     samples: int = 1  # colorizations per photo, from latent codes sampled with ``seed`` (a vae)
     seed: int | None = None  # sample the latent code(s) from this seed; None and samples 1: the zero code
+    shard: tuple[int, int] = (1, 1)  # (I, N): colorize shard I of N (shard_of)
 
 
 def run_batch(inputs: list, **options) -> int:
     """Colorize ``inputs`` (files, folders, globs); returns the exit code. Options: :class:`BatchOptions`."""
     opts = BatchOptions(**options)
-    from colorize_cli.imageio import DEFAULT_MAX_PIXELS, set_max_pixels
+    from colorize_cli.imageio import DEFAULT_MAX_PIXELS, pillow_warnings_as_notes, set_max_pixels
     from colorize_cli.inference import Colorizer
 
     def err(msg: str) -> None:
@@ -182,9 +305,9 @@ def run_batch(inputs: list, **options) -> int:
     if not opts.suffix and opts.output is None:
         err("error: --suffix must not be empty without --output (the input would be overwritten)")
         return EXIT_USAGE
-    jobs, not_images, own_outputs, missing = plan_jobs(inputs, opts.output, opts.suffix, opts.fmt, opts.samples)
-    if missing:
-        err(f"error: no such file or folder: {', '.join(missing)}")
+    plan = plan_jobs(inputs, opts.output, opts.suffix, opts.fmt, opts.samples, opts.shard)
+    if plan.missing:
+        err(f"error: no such file or folder: {', '.join(plan.missing)}")
         return EXIT_USAGE
     try:
         colorizer = Colorizer(opts.model, device=opts.device, size=opts.size, half=opts.half,
@@ -196,25 +319,35 @@ def run_batch(inputs: list, **options) -> int:
         err(f"error: {error_message(exc)}")
         return EXIT_USAGE
     set_max_pixels(DEFAULT_MAX_PIXELS if opts.max_pixels is None else opts.max_pixels)
-    summary = Summary(skipped_not_image=not_images, skipped_own_outputs=own_outputs)
+    summary = Summary(skipped_not_image=plan.not_images, skipped_own_outputs=plan.own_outputs,
+                      shard=opts.shard, planned=len(plan.jobs))
+
+    def fail(source, reason: str) -> None:
+        summary.failed.append((str(source), reason))
+        err(f"failed: {source}: {reason}")
+
+    for path, reason in plan.problems:
+        fail(path, reason)
     todo, seen = [], {}
-    for job in jobs:
+    for job in plan.jobs:
         clash = next((t for t in job.targets if t in seen), None)
         if any(t.resolve() == job.source.resolve() for t in job.targets):
-            summary.failed.append((str(job.source), "the output would overwrite the input (choose a --suffix)"))
-            err(f"failed: {job.source}: the output would overwrite the input (choose a --suffix)")
+            fail(job.source, "the output would overwrite the input (choose a --suffix)")
         elif clash is not None:
-            summary.failed.append((str(job.source), f"output {clash} would collide with {seen[clash]}'s"))
-            err(f"failed: {job.source}: output {clash} would collide with {seen[clash]}'s")
-        elif all(t.exists() for t in job.targets) and not opts.overwrite:
+            fail(job.source, f"output {clash} would collide with {seen[clash]}'s")
+        elif not opts.overwrite and _outputs_done(job, err):
             summary.skipped_existing += 1
         else:
             seen.update((t, job.source) for t in job.targets)
             todo.append(job)
+    for folder in sorted({t.parent for job in plan.jobs for t in job.targets}):
+        if removed := remove_stale_parts(folder):
+            err(f"note: {folder}: removed {removed} temporary file(s) left by an interrupted run")
     t0 = time.perf_counter()
     runner = _Runner(colorizer, opts, summary, err, latents)
     try:
-        runner.run(todo)
+        with pillow_warnings_as_notes():
+            runner.run(todo)
     except KeyboardInterrupt:
         summary.interrupted = True
         err("interrupted: finished outputs are kept, none is half-written; run the same command to resume")
@@ -226,6 +359,20 @@ def run_batch(inputs: list, **options) -> int:
     if summary.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def _outputs_done(job: Job, err=None) -> bool:
+    """True if every output of ``job`` is there and whole; an output that is there but not whole (a
+    write cut short by an older version, another program) is named through ``err`` and redone."""
+    from colorize_cli.imageio import output_problem
+
+    done = True
+    for target in job.targets:
+        problem = output_problem(target)
+        if problem is not None and problem != "missing" and err is not None:
+            err(f"redoing: {target}: not a complete image ({problem})")
+        done = done and problem is None
+    return done
 
 
 class _Runner:
@@ -271,11 +418,11 @@ class _Runner:
 
     def _write(self, job: Job, photo, abs_small: list) -> None:
         """Finish and write one job's outputs, then count it (in the writer thread)."""
-        from colorize_cli.imageio import write_image
+        from colorize_cli.imageio import output_problem, write_image
 
         try:
             for target, ab_small in zip(job.targets, abs_small):
-                if self.opts.overwrite or not target.exists():  # samples already written are kept
+                if self.opts.overwrite or output_problem(target) is not None:  # whole samples are kept
                     write_image(target, self.c.finish(photo, ab_small), photo, quality=self.opts.quality)
         except Exception as exc:  # noqa: BLE001 - any failure of one file is reported, the batch goes on
             self._fail(job, exc)
@@ -314,6 +461,10 @@ class _Runner:
             try:
                 while True:
                     while len(reads) < window and (job := next(pending, None)) is not None:
+                        if not self.opts.overwrite and _outputs_done(job):  # another process did it meanwhile
+                            self.summary.skipped_existing += 1
+                            self._advance()
+                            continue
                         reads.append((job, readers.submit(read_image, job.source)))
                     if not reads:
                         break

@@ -15,7 +15,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from colorize_cli.atomic import write_text
 from colorize_cli.evaluate import GRAY
+from colorize_cli.imageio import save_pil
 from colorize_cli.models import create_model, get_spec
 
 STRIP_IMAGES = 6
@@ -30,8 +32,7 @@ def _strip(report: Path, name: str, images: list[str], target: Path) -> None:
         out = Image.open(report / "work" / "outputs" / Path(name).stem / f"{stem}_color.png").convert("RGB")
         strip.paste(gray.resize((THUMB, THUMB)), (i * THUMB, 0))
         strip.paste(out.resize((THUMB, THUMB)), (i * THUMB, THUMB))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    strip.save(target)
+    save_pil(strip, target)
 
 
 def write_cards(report: Path, output: Path) -> None:
@@ -94,7 +95,7 @@ def write_cards(report: Path, output: Path) -> None:
     header += ["## Comparison", "",
                "Training wall time is on this project's 2-core CPU machine (docs/training.md has the commands); "
                "images/s is the whole pipeline from files to files in that eval run.", "", *table, ""]
-    output.write_text("\n".join(header + cards))
+    write_text(output, "\n".join(header + cards))
 
 
 def main() -> None:

@@ -80,8 +80,9 @@ def colorize_command(
     fmt: Annotated[str, typer.Option("--format", help="Output format: same, jpg, png, webp or tiff. "
                                      "16-bit gray PNG/TIFF and 16-bit RGB TIFF inputs stay 16-bit in png and tiff.")] = "same",
     quality: Annotated[int, typer.Option(min=1, max=100, help="Quality of jpg and webp outputs.")] = 95,
-    overwrite: Annotated[bool, typer.Option(help="Redo outputs that already exist (by default they are "
-                                            "skipped, so re-running a batch resumes it).")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Redo outputs that already exist (by default a whole "
+                                            "output is skipped and one that is not a complete image is "
+                                            "redone, so re-running a batch resumes it).")] = False,
     skip_color: Annotated[bool, typer.Option(help="Leave photos that already have colour alone (by default "
                                              "they are colorized from their luminance).")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "cpu",
@@ -95,6 +96,10 @@ def colorize_command(
                                                       "(default 200 million; 0 = no limit).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary; errors only.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="End stdout with one JSON summary line.")] = False,
+    shard: Annotated[str, typer.Option(metavar="I/N", help="Colorize only shard I of N (1 <= I <= N): a fixed "
+                                       "share of the files, by a hash of each one's path under the folder "
+                                       "given, so N processes or machines split an archive and each shard "
+                                       "resumes on its own (docs/faults.md).")] = "1/1",
     samples: Annotated[int, typer.Option(min=1, help="Colorizations per photo, each from its own latent "
                                          "code (a model with one, e.g. vae): {stem}{suffix}-1 ... -N; sample k depends only on --seed "
                                          "and k.")] = 1,
@@ -112,17 +117,22 @@ def colorize_command(
                                                       )] = False,
 ) -> None:
     """Colorize photos; writes {stem}_color{ext} beside each input (or under --output)."""
-    from colorize_cli.batch import run_batch
+    from colorize_cli.batch import parse_shard, run_batch
     from colorize_cli.hub import hub_options
 
     if fmt not in ("same", "jpg", "png", "webp", "tiff"):
         _fail(f"--format {fmt}: use same, jpg, png, webp or tiff", 2)
+    try:
+        shard_index = parse_shard(shard)
+    except ValueError as exc:
+        _fail(exc, 2)
     with hub_options(offline=offline or None, cache_dir=cache_dir, trust_remote_pickle=trust_remote_pickle,
                      progress=not quiet):
         code = run_batch(inputs, model=model, output=output, size=size or None, suffix=suffix, fmt=fmt,
                          quality=quality, overwrite=overwrite, skip_color=skip_color, device=device,
                          half=half, backend=backend, batch_size=batch_size, max_pixels=max_pixels,
-                         quiet=quiet, json=json_out, debug=debug, samples=samples, seed=seed)
+                         quiet=quiet, json=json_out, debug=debug, samples=samples, seed=seed,
+                         shard=shard_index)
     raise typer.Exit(code)
 
 

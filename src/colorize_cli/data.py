@@ -21,7 +21,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from colorize_cli.color import rgb_to_model_input
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+# the photo formats Pillow reads (icons, textures, animations and vector formats are left out)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".bmp", ".dib", ".webp", ".tif", ".tiff", ".gif",
+                  ".jp2", ".j2k", ".j2c", ".jpf", ".jpx", ".mpo", ".avif", ".ppm", ".pgm", ".pbm", ".pnm",
+                  ".tga", ".pcx", ".sgi", ".psd", ".qoi"}
 # an RGB image whose channels differ by less than this on average (0-255) is treated as grayscale
 GRAY_TOLERANCE = 2.0
 

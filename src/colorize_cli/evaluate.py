@@ -23,7 +23,9 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from colorize_cli import __version__, metrics
+from colorize_cli.atomic import atomic_write, write_text
 from colorize_cli.data import find_images
+from colorize_cli.imageio import save_pil
 
 EVAL_SIZE = 256
 GRAY = "gray"
@@ -54,7 +56,7 @@ def prepare(data: Path, work: Path, limit: int | None = None) -> list[tuple[str,
             left, top = (im.width - side) // 2, (im.height - side) // 2
             im = im.crop((left, top, left + side, top + side)).resize((EVAL_SIZE, EVAL_SIZE), Image.Resampling.BICUBIC)
         gray_path = work / "input" / f"{f.stem}.png"
-        im.convert("L").save(gray_path)
+        save_pil(im.convert("L"), gray_path)
         out.append((f.stem, np.asarray(im), gray_path))
     return out
 
@@ -104,10 +106,10 @@ def write_report(results: list[ModelResult], samples: list, work: Path, output: 
                  notes: list[str] | None = None) -> None:
     """report.md, metrics.json, per_image.csv and sheet.png into ``output``."""
     output.mkdir(parents=True, exist_ok=True)
-    (output / "metrics.json").write_text(json.dumps(
+    write_text(output / "metrics.json", json.dumps(
         {r.name: {**r.summary, "images_per_s": r.images_per_s, "ms_per_mp": r.ms_per_mp} for r in results},
         indent=2) + "\n")
-    with open(output / "per_image.csv", "w", newline="") as f:
+    with atomic_write(output / "per_image.csv", text=True) as f:
         w = csv.writer(f)
         keys = ["psnr", "de2000", "auc", "cf", "cf_gt"] + (["lpips"] if results and "lpips" in results[0].rows[0] else [])
         w.writerow(["model", "image", *keys])
@@ -125,7 +127,7 @@ def write_report(results: list[ModelResult], samples: list, work: Path, output: 
         "Speed: whole pipeline from files (read, colorize, write), on the eval images, this machine.", "",
         "![contact sheet: gray input, ground truth, each model](sheet.png)", "",
     ]
-    (output / "report.md").write_text("\n".join(lines))
+    write_text(output / "report.md", "\n".join(lines))
     contact_sheet(results, samples, work, output / "sheet.png")
 
 
@@ -162,7 +164,7 @@ def contact_sheet(results: list[ModelResult], samples: list, work: Path, path: P
         tiles += [Image.open(work / "outputs" / Path(r.name).stem / f"{stem}_color.png").convert("RGB") for r in models]
         for col, tile in enumerate(tiles):
             sheet.paste(tile.resize((thumb, thumb), Image.Resampling.BICUBIC), (col * thumb, row * thumb))
-    sheet.save(path)
+    save_pil(sheet, path)
 
 
 def run_eval(models: list[str], data: Path, output: Path, limit: int | None = None, device: str = "cpu",

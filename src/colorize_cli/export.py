@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from colorize_cli import __version__
+from colorize_cli.atomic import atomic_write
 from colorize_cli.color import AB_SCALE, L_CENTER, L_SCALE, normalize_l, rgb_to_lab
 from colorize_cli.hub import resolve
 from colorize_cli.models import get_spec
@@ -290,21 +291,16 @@ def export_onnx(model: str | Path, output: Path, opset: int = 17, static_size: i
                             f"normalisation {NORMALISATION}")
         onnx.checker.check_model(proto, full_check=True)
 
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        try:
-            onnx.save(proto, str(tmp))
-            checks = _verify(tmp, net, multiple, fixed)
+        with atomic_write(output) as f:  # verified before it gets its name
+            onnx.save(proto, f)
+            f.flush()
+            checks = _verify(f.temp, net, multiple, fixed)
             if precision == "fp32" and max(c[2] for c in checks) > FP32_TOLERANCE:
                 worst = max(checks, key=lambda c: c[2])
                 raise RuntimeError(f"ONNX Runtime differs from torch by {worst[2]:.2e} on {worst[0]} "
                                    f"{worst[1]} (tolerance {FP32_TOLERANCE:g}); {output} not written")
             if not all(np.isfinite(c[2]) for c in checks):
                 raise RuntimeError(f"ONNX Runtime gave non-finite outputs; {output} not written")
-            tmp.replace(output)
-        finally:
-            tmp.unlink(missing_ok=True)
     return ExportResult(output, name, config["arch"], precision, opset, output.stat().st_size,
                         dynamic=not fixed, fixed_size=fixed, checks=checks)
 

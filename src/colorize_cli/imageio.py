@@ -2,22 +2,26 @@
 
 :func:`read_image` applies EXIF orientation and keeps the pixels in their own depth (8- or 16-bit,
 gray or RGB) plus what must survive the round trip: alpha, the ICC profile, EXIF, the format.
-:func:`write_image` writes to a temporary file in the target folder and renames it, so an
+:func:`write_image` writes through :func:`colorize_cli.atomic.atomic_write`, so a failed or
 interrupted run never leaves a half-written output.
 """
 
 from __future__ import annotations
 
-import io
+import contextlib
 import os
+import re
 import struct
-import tempfile
+import threading
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+
+from colorize_cli.atomic import _UMASK, atomic_write  # noqa: F401 - _UMASK: outputs honour it
 
 # Pillow's name for each output format we write, by suffix
 FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF",
@@ -27,6 +31,7 @@ FORMAT_SUFFIX = {"jpg": ".jpg", "png": ".png", "webp": ".webp", "tiff": ".tif"}
 DEFAULT_MAX_PIXELS = 200_000_000
 _EXIF_ORIENTATION = 0x0112
 _EXIF_FORMATS = ("JPEG", "PNG", "WEBP")  # formats whose EXIF block we read and write
+_EXIF_POINTERS = (0x8769, 0x8825, 0xA005)  # ExifOffset, GPSInfo, InteropOffset
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
@@ -67,8 +72,6 @@ class Photo:
 
 
 _max_pixels: int | None = DEFAULT_MAX_PIXELS
-_UMASK = os.umask(0o022)  # read the process umask (set it back at once): outputs honour it
-os.umask(_UMASK)
 
 
 def set_max_pixels(limit: int | None) -> None:
@@ -82,6 +85,44 @@ def set_max_pixels(limit: int | None) -> None:
 
 
 Image.MAX_IMAGE_PIXELS = None  # replaced by the check in read_image
+
+
+# Pillow warnings that advise programmers, not users (we do convert such palettes to RGBA)
+_SILENT_WARNINGS = ("Palette images with Transparency expressed in bytes",)
+_capture = threading.local()  # the notes list of the file this thread is reading, if any
+
+
+@contextlib.contextmanager
+def collect_warnings(notes: list[str]):
+    """Collect the warnings this thread raises into ``notes`` (one line each, without repeats)
+    instead of printing them; only while :func:`pillow_warnings_as_notes` is active."""
+    _capture.notes = notes
+    try:
+        yield notes
+    finally:
+        _capture.notes = None
+
+
+@contextlib.contextmanager
+def pillow_warnings_as_notes():
+    """For the duration of a batch: Pillow's warnings about a file become notes of that file (the
+    batch prints them as ``warning: FILE: ...``), every time, not only the first; other warnings,
+    or those raised outside :func:`collect_warnings`, are shown as usual."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("always", module=r"PIL\.")
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            notes = getattr(_capture, "notes", None)
+            if notes is None:
+                shown(message, category, filename, lineno, file, line)
+                return
+            text = re.sub(r"\s+", " ", str(message)).strip().rstrip(".")
+            if text not in notes and not text.startswith(_SILENT_WARNINGS):
+                notes.append(text)
+
+        warnings.showwarning = show
+        yield
 
 
 def _rgb_profile(icc: bytes | None) -> bytes | None:
@@ -99,19 +140,33 @@ def _read_tiff16(path: Path, im: Image.Image) -> np.ndarray | None:
         page = tif.pages[0]
         if page.dtype != np.uint16 or page.samplesperpixel < 3:
             return None
-        return page.asarray()
+        arr = page.asarray()  # LZW, Deflate ... through imagecodecs
+        if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE:
+            arr = np.moveaxis(arr, 0, -1)  # (samples, H, W) -> (H, W, samples)
+        arr = arr[..., :4] if page.extrasamples and page.extrasamples[0] in (1, 2) else arr[..., :3]
+        if page.extrasamples and page.extrasamples[0] == tifffile.EXTRASAMPLE.ASSOCALPHA:
+            alpha = arr[..., 3:].astype(np.float64)  # premultiplied colour: divide the alpha out
+            rgb = np.where(alpha > 0, arr[..., :3] * 65535.0 / np.maximum(alpha, 1), 0)
+            arr = np.concatenate([np.clip(rgb + 0.5, 0, 65535), alpha], axis=-1).astype(np.uint16)
+        return np.ascontiguousarray(arr)
 
 
 def read_image(path: Path) -> Photo:
-    """Read ``path`` into a :class:`Photo`; raises :class:`ImageReadError` with a one-line reason."""
-    path = Path(path)
+    """Read ``path`` into a :class:`Photo`; raises :class:`ImageReadError` with a one-line reason.
+
+    What Pillow warns about the file (in a batch) ends up in ``Photo.notes``."""
+    notes: list[str] = []
+    with collect_warnings(notes):
+        return _read_image(Path(path), notes)
+
+
+def _read_image(path: Path, notes: list[str]) -> Photo:
     try:
         im = Image.open(path)
         if _max_pixels and im.width * im.height > _max_pixels:
             im.close()
             raise ImageReadError(f"{im.width}x{im.height} is larger than the limit of {_max_pixels} pixels "
                                  "(raise it with --max-pixels N, or --max-pixels 0 for none)")
-        notes = []
         frames = getattr(im, "n_frames", 1)
         if frames > 1:
             notes.append(f"{frames} frames: colorizing the first only")
@@ -126,12 +181,14 @@ def read_image(path: Path) -> Photo:
         raise ImageReadError("file not found") from None
     except PermissionError:
         raise ImageReadError("permission denied") from None
+    except UnidentifiedImageError:  # its message would repeat the path
+        raise ImageReadError("not a readable image (Pillow does not recognise its format)") from None
     except (OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
         raise ImageReadError(f"not a readable image ({exc})") from None
     if orientation != 1:
         exif[_EXIF_ORIENTATION] = 1  # orientation has been applied to the pixels
     # a TIFF's "EXIF" is its own image directory (sizes, strip offsets): never copy that elsewhere
-    exif_bytes = exif.tobytes() if len(exif) and fmt in _EXIF_FORMATS else None
+    exif_bytes = _exif_bytes(exif, notes) if len(exif) and fmt in _EXIF_FORMATS else None
     mode, alpha = im.mode, None
     if wide is not None:
         pixels = _orient(wide[..., :3], orientation)
@@ -154,6 +211,32 @@ def read_image(path: Path) -> Photo:
         else:
             pixels = np.array(im.convert("RGB"))
     return Photo(pixels, alpha, _rgb_profile(icc), exif_bytes, mode, fmt, notes)
+
+
+def _exif_bytes(exif: Image.Exif, notes: list[str]) -> bytes | None:
+    """The EXIF block to write; tags whose values cannot be written (a resolution that is a string,
+    as some cameras store it) are dropped, with a note."""
+    with contextlib.suppress(Exception):  # Pillow raises TypeError, ValueError, struct.error ... for bad values
+        return exif.tobytes()
+    dropped = []
+    for tag in list(exif):
+        if tag in _EXIF_POINTERS:  # offsets of sub-directories: written from those, not probed alone
+            continue
+        probe = Image.Exif()
+        probe[tag] = exif[tag]
+        try:
+            probe.tobytes()
+        except Exception:  # noqa: BLE001
+            dropped.append(ExifTags.TAGS.get(tag, f"0x{tag:04x}"))
+            del exif[tag]
+    try:
+        data = exif.tobytes()
+    except Exception:  # noqa: BLE001
+        notes.append("EXIF could not be written back and was dropped")
+        return None
+    what = "an invalid value and was" if len(dropped) == 1 else "invalid values and were"
+    notes.append(f"EXIF {', '.join(dropped)} had {what} dropped from the output")
+    return data
 
 
 def _has_alpha(im: Image.Image) -> bool:
@@ -198,34 +281,80 @@ def write_image(path: Path, pixels: np.ndarray, photo: Photo, quality: int = 95)
         alpha = (alpha.astype(np.uint32) * 65535 // 255) if sixteen else (alpha.astype(np.uint32) * 255 // 65535)
     data = pixels if alpha is None else np.concatenate([pixels, alpha[..., None]], axis=2)
     data = data.astype(np.uint16 if sixteen else np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if sixteen and fmt == "PNG":
-                f.write(png16_bytes(data, photo.icc_profile, photo.exif))
-            elif sixteen:
-                import tifffile
+    with atomic_write(path) as f:
+        if sixteen and fmt == "PNG":
+            f.write(png16_bytes(data, photo.icc_profile, photo.exif))
+        elif sixteen:
+            import tifffile
 
-                buf = io.BytesIO()  # tifffile wants a named file or a buffer, not a raw descriptor
-                tifffile.imwrite(buf, data, photometric="rgb", iccprofile=photo.icc_profile,
-                                 extrasamples=("unassalpha",) if alpha is not None else None)
-                f.write(buf.getvalue())
-            else:
-                im = Image.fromarray(data, "RGBA" if alpha is not None else "RGB")
-                kwargs: dict = {}
-                if photo.icc_profile:
-                    kwargs["icc_profile"] = photo.icc_profile
-                if photo.exif and fmt in _EXIF_FORMATS:
-                    kwargs["exif"] = photo.exif
-                if fmt in ("JPEG", "WEBP"):
-                    kwargs["quality"] = quality
-                im.save(f, format=fmt, **kwargs)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; an output is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            tifffile.imwrite(f, data, photometric="rgb", iccprofile=photo.icc_profile,
+                             extrasamples=("unassalpha",) if alpha is not None else None)
+        else:
+            im = Image.fromarray(data, "RGBA" if alpha is not None else "RGB")
+            kwargs: dict = {}
+            if photo.icc_profile:
+                kwargs["icc_profile"] = photo.icc_profile
+            if photo.exif and fmt in _EXIF_FORMATS:
+                kwargs["exif"] = photo.exif
+            if fmt in ("JPEG", "WEBP"):
+                kwargs["quality"] = quality
+            im.save(f, format=fmt, **kwargs)
+
+
+def save_pil(im: Image.Image, path: Path, **params) -> None:
+    """``im.save(path, **params)``, atomically and durably (the format comes from the suffix)."""
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower())
+    with atomic_write(path) as f:
+        im.save(f, format=fmt, **params)
+
+
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def output_problem(path: Path) -> str | None:
+    """Why ``path`` is not a whole output (None: it is), cheaply, without decoding the pixels.
+
+    The header must parse (Pillow reads up to the image data) and the file must end where its format
+    says: JPEG with its end-of-image marker, PNG with IEND, WebP and BMP at the size their header
+    states, TIFF after the last strip or tile its directory points to. A write cut short fails this.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f, collect_warnings([]):  # what Pillow says of a broken file is dropped
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(16)
+            f.seek(max(0, size - 12))
+            tail = f.read()
+            f.seek(0)
+            with Image.open(f) as im:
+                fmt = im.format
+                ends = _tiff_end(im) if fmt == "TIFF" else None
+    except FileNotFoundError:
+        return "missing"
+    except UnidentifiedImageError:
+        return "not an image Pillow knows"
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
+        return f"not a readable image ({exc})"
+    if fmt == "JPEG" and not tail.endswith(b"\xff\xd9"):
+        return f"{size} bytes, no JPEG end marker"
+    if fmt == "PNG" and tail != _PNG_END:
+        return f"{size} bytes, no PNG end chunk"
+    if fmt == "WEBP" and int.from_bytes(head[4:8], "little") + 8 > size:
+        return f"{size} bytes of {int.from_bytes(head[4:8], 'little') + 8}"
+    if fmt == "BMP" and int.from_bytes(head[2:6], "little") > size:
+        return f"{size} bytes of {int.from_bytes(head[2:6], 'little')}"
+    if ends is not None and ends > size:
+        return f"{size} bytes of {ends}"
+    return None
+
+
+def _tiff_end(im: Image.Image) -> int:
+    """Where a TIFF's first image ends: past its last strip or tile."""
+    def values(*tags: int) -> tuple:
+        value = next((im.tag_v2[t] for t in tags if t in im.tag_v2), (0,))
+        return value if isinstance(value, tuple) else (value,)
+
+    return max(o + c for o, c in zip(values(273, 324), values(279, 325)))  # Strip/Tile Offsets, ByteCounts
 
 
 def png16_bytes(data: np.ndarray, icc: bytes | None = None, exif: bytes | None = None) -> bytes:

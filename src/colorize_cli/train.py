@@ -28,10 +28,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from colorize_cli import metrics
+from colorize_cli.atomic import atomic_write
 from colorize_cli.color import AB_SCALE, model_output_to_rgb, rgb_to_model_input
 from colorize_cli.data import BatchSampler, load_folder, mix_sources, parse_source
 from colorize_cli.datasets import load_dataset
 from colorize_cli.distributed import World, close_world, init_world
+from colorize_cli.imageio import save_pil
 from colorize_cli.losses import (
     ColorRebalance,
     adversarial_loss,
@@ -314,9 +316,8 @@ class Trainer:
         return self.out / "checkpoint.pt"
 
     def save_checkpoint(self, state: dict | None = None) -> None:
-        tmp = self.checkpoint_path.with_suffix(".tmp")
-        torch.save(state if state is not None else self.state_dict(), tmp)
-        tmp.replace(self.checkpoint_path)
+        with atomic_write(self.checkpoint_path) as f:
+            torch.save(state if state is not None else self.state_dict(), f)
 
     def resume(self) -> None:
         # on the CPU: RNG states must stay there; load_state_dict copies the rest onto the device
@@ -449,8 +450,7 @@ def save_grid(rows: list[np.ndarray], path: Path, columns: int = 8) -> None:
     for r, arr in enumerate(rows):
         for i in range(n):
             canvas[r * h:(r + 1) * h, i * w:(i + 1) * w] = arr[i]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(canvas).save(path)
+    save_pil(Image.fromarray(canvas), path)
 
 
 def train(config: TrainConfig, resume: bool = False, device: str = "cpu", progress: bool = True) -> Path:

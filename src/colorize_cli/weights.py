@@ -20,10 +20,11 @@ from typing import Any
 
 import tomllib
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from colorize_cli import __version__
+from colorize_cli.atomic import write_bytes, write_text
 from colorize_cli.models import create_model, get_spec
 
 DEFAULT_MODEL = "unet-sn"
@@ -193,9 +194,7 @@ def update_weights_toml(name: str, values: dict[str, Any], path: Path | None = N
                                      name: {**before.get("models", {}).get(name, {}), **values}}}
     if after != expected:
         raise RuntimeError(f"{path}: rewriting [models.{name}] would change other values; edit it by hand")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(result)
-    tmp.replace(path)
+    write_text(path, result)
     return path
 
 
@@ -203,16 +202,13 @@ def export_generator(model: nn.Module, arch: str, path: Path, extra: dict[str, A
                      options: dict[str, Any] | None = None) -> Path:
     """Write ``model``'s weights as fp16 safetensors with its config, atomically; returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     spec = get_spec(arch)
     config = {"arch": arch, "options": {**spec.options, **(options or {})},
               "colorize_cli_version": __version__, **(extra or {})}
     tensors = {k: (v.half() if v.is_floating_point() else v).contiguous().cpu()
                for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"config": json.dumps(config)})
-    tmp.replace(path)
-    path.with_suffix(".json").write_text(json.dumps(config, indent=2) + "\n")
+    write_bytes(path, save(tensors, metadata={"config": json.dumps(config)}))
+    write_text(path.with_suffix(".json"), json.dumps(config, indent=2) + "\n")
     return path
 
 

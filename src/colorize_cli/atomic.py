@@ -1,0 +1,156 @@
+"""Atomic, durable file writes: the one way colorize-cli writes a file a user keeps.
+
+:func:`atomic_write` hands out a temporary file in the target's folder, and only when everything
+was written, flushed and fsync'd does it rename the file to its final name (then fsyncs the
+folder, so the rename survives a power cut as databases make theirs survive). Any failure, or an
+exception of the caller, removes the temporary file: nothing ever appears under the final name but
+a whole file.
+
+Writes go through Python's buffered writer, never through a raw descriptor handed to C code:
+Pillow's encoders (``encode_to_file``) and numpy's ``tofile`` check only for ``write() < 0`` and
+ignore a short write, which is what a nearly full disk or a file-size limit returns first. That
+left truncated images under their final names (issue 14). Python's writer retries a short write
+and raises the error (ENOSPC, EFBIG) that the retry gets.
+
+A temporary file is held under an exclusive ``flock`` while it is written, so a later run can tell
+the leftovers of a killed process (unlocked) from the file another running process is writing
+(locked): :func:`remove_stale_parts` deletes only the former.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+PART_SUFFIX = ".part"
+_PART_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.part")  # .{name}.{mkstemp's 8 characters}.part
+_UMASK = os.umask(0o022)  # read the process umask (set it back at once): outputs honour it
+os.umask(_UMASK)
+
+
+class AtomicFile:
+    """The file being written: write/seek/tell/flush, and ``temp``, its temporary path.
+
+    It has no usable ``fileno()`` on purpose (see the module docstring): libraries that would write
+    to the descriptor from C fall back to calling :meth:`write`.
+    """
+
+    def __init__(self, f, temp: Path):
+        self._f = f
+        self.temp = temp
+        self.mode = f.mode
+
+    def write(self, data):
+        return self._f.write(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def flush(self) -> None:
+        self._f.flush()
+
+    def seekable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        raise io.UnsupportedOperation("fileno")  # what Pillow and numpy expect of an in-memory stream
+
+    @property
+    def closed(self) -> bool:
+        return self._f.closed
+
+
+@contextlib.contextmanager
+def atomic_write(path: Path, text: bool = False) -> Iterator[AtomicFile]:
+    """Write ``path`` atomically and durably: ``with atomic_write(p) as f: f.write(...)``.
+
+    The folder is created if needed. ``text=True`` opens the file for UTF-8 text (newlines are
+    written as given). Raises what the writes, the fsync or the rename raise, after removing the
+    temporary file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PART_SUFFIX, dir=path.parent)
+    temp = Path(name)
+    try:
+        with open(fd, "w" if text else "wb", **({"encoding": "utf-8", "newline": ""} if text else {})) as f:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # ours until renamed: see remove_stale_parts
+            yield AtomicFile(f, temp)
+            f.flush()
+            os.fsync(fd)
+            os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; an output is an ordinary file
+            os.replace(temp, path)  # still locked: a concurrent cleaner never removes a file being renamed
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    fsync_folder(path.parent)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """``path.write_bytes(data)``, atomically and durably."""
+    with atomic_write(path) as f:
+        f.write(data)
+
+
+def write_text(path: Path, text: str) -> None:
+    """``path.write_text(text)`` (UTF-8), atomically and durably."""
+    with atomic_write(path, text=True) as f:
+        f.write(text)
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on a folder; the rename itself has happened
+    finally:
+        os.close(fd)
+
+
+def remove_stale_parts(folder: Path) -> int:
+    """Delete the temporary files that killed runs left in ``folder``; returns how many.
+
+    A temporary file that another process is writing is locked and stays. An unlocked one that is
+    still empty may be one that a writer has created but not locked yet, so it stays too (it is
+    removed by a later run).
+    """
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not (entry.name.endswith(PART_SUFFIX) and _PART_NAME.fullmatch(entry.name)):
+            continue
+        try:
+            fd = os.open(entry.path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.fstat(fd).st_size > 0:
+                os.unlink(entry.path)
+                removed += 1
+        except OSError:
+            pass  # locked by a live writer, or already renamed or removed by it
+        finally:
+            os.close(fd)
+    return removed

@@ -1,0 +1,124 @@
+"""Run ``colorize`` under a fault the tests cannot put on their own process (tests/test_faults.py).
+
+    python fault_child.py [--fsize BYTES] [--as-nobody WARMUP_DIR] -- COLORIZE_ARGS...
+    python fault_child.py --kill-trials N --seed S [--fresh] --watch DIR -- COLORIZE_ARGS...
+
+--fsize sets RLIMIT_FSIZE, so the kernel fails writes past BYTES with EFBIG (after a short write
+first, as on a full disk). --as-nobody colorizes WARMUP_DIR once as root (everything is imported:
+this machine's Python lives under a folder only root can read), then drops to the user nobody,
+whom file permissions bind, and runs the real command. --kill-trials forks the command N times
+(imports are paid once), SIGKILLs each child at a random moment and prints, as one JSON line per
+trial, what it found under final names in the folders it was told to watch (--watch DIR). The
+delays are drawn between the first output and the end of one whole run, timed first; --fresh removes the watched
+outputs before each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import signal
+import sys
+import time
+from pathlib import Path
+
+
+def colorize(args: list[str]) -> int:
+    from colorize_cli.cli import app
+
+    try:
+        app(args)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    return 0
+
+
+def whole(path: Path) -> str | None:
+    """Why ``path`` is not a whole image (None: it decodes fully)."""
+    from PIL import Image
+
+    from colorize_cli.imageio import output_problem
+
+    problem = output_problem(path)
+    if problem:
+        return problem
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except Exception as exc:  # noqa: BLE001 - any decoding failure is what we look for
+        return str(exc)
+    return None
+
+
+def final_outputs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*_color*") if p.is_file() and not p.name.startswith("."))
+
+
+def kill_trials(args, command: list[str]) -> None:
+    import torch  # noqa: F401
+
+    import colorize_cli.batch
+    import colorize_cli.inference  # noqa: F401
+
+    def start() -> int:
+        if args.fresh:
+            for p in (p for d in args.watch for p in final_outputs(Path(d))):
+                p.unlink()
+        pid = os.fork()
+        if pid == 0:
+            fd = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            os._exit(colorize(command))
+        return pid
+
+    # one whole run first, timed: kills then fall between its first output and its end, however
+    # fast or busy this machine is
+    t0, first, pid = time.perf_counter(), None, start()
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if first is None and any(final_outputs(Path(d)) for d in args.watch):
+            first = time.perf_counter() - t0
+        time.sleep(0.005)
+    whole_run = time.perf_counter() - t0
+    rng = random.Random(args.seed)
+    for trial in range(args.kill_trials):
+        delay = rng.uniform(0.8 * (first or 0.0), whole_run)
+        pid = start()
+        time.sleep(delay)
+        os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        outputs = [p for d in args.watch for p in final_outputs(Path(d))]
+        broken = {str(p): why for p in outputs if (why := whole(p))}
+        print(json.dumps({"trial": trial, "delay": round(delay, 3), "killed": os.WIFSIGNALED(status),
+                          "outputs": len(outputs), "broken": broken}), flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--fsize", type=int)
+    ap.add_argument("--as-nobody", type=Path, metavar="WARMUP_DIR")
+    ap.add_argument("--kill-trials", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--watch", action="append", default=[])
+    ap.add_argument("--fresh", action="store_true", help="remove the watched outputs before each trial")
+    ap.add_argument("command", nargs=argparse.REMAINDER)
+    args = ap.parse_args()
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if args.kill_trials:
+        kill_trials(args, command)
+        return 0
+    if args.as_nobody is not None and os.geteuid() == 0:  # anyone else obeys permissions already
+        model = command[command.index("--model") + 1]
+        colorize([str(args.as_nobody), "--model", model, "--quiet", "--overwrite", "--json"])
+        os.setgid(65534)
+        os.setuid(65534)
+    if args.fsize is not None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (args.fsize, args.fsize))
+    return colorize(command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
