@@ -135,6 +135,13 @@ def colorize_command(
 
     if fmt not in ("same", "jpg", "png", "webp", "tiff"):
         _fail(f"--format {fmt}: use same, jpg, png, webp or tiff", 2)
+    if codec is not None:
+        from colorize_cli.videoio import check_codec
+
+        try:
+            check_codec(codec)
+        except ValueError as exc:
+            _fail(exc, 2)
     with hub_options(offline=offline or None, cache_dir=cache_dir, trust_remote_pickle=trust_remote_pickle,
                      progress=not quiet):
         code = run_batch(inputs, model=model, output=output, size=size or None, suffix=suffix, fmt=fmt,

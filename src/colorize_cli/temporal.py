@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 
 COARSEST_SIDE = 40  # the motion search starts on L pooled down to this long side
-BLOCK = 8  # block matching cost is averaged over BLOCK x BLOCK pixels
-MOTION_PENALTY = 0.05  # L units per pixel of motion: flat areas, which match anywhere, stay still
+BLOCK = 8  # one motion vector per BLOCK x BLOCK pixels, matched over overlapping 2 BLOCK x 2 BLOCK windows
+MOTION_PENALTY = 0.05  # squared L units per pixel of motion: flat areas, which match anywhere, stay still
 HIST_BINS = 32
 CUT_HISTOGRAM = 0.35  # total-variation distance of L histograms (0..1) above which a frame is a cut
 CUT_RESIDUAL = 12.0  # mean compensated L residual (L units) above which a frame is a cut
@@ -55,12 +55,14 @@ def _parabola(c_minus: torch.Tensor, c0: torch.Tensor, c_plus: torch.Tensor) -> 
 
 def _block_match(prev: torch.Tensor, cur: torch.Tensor, radius: int) -> torch.Tensor:
     """Per BLOCK x BLOCK block of ``cur`` (H, W), the displacement (2, hb, wb) into ``prev`` with the
-    least mean absolute difference within +-radius pixels, refined to sub-pixel."""
+    least mean squared difference over the window around the block, within +-radius pixels, refined
+    to sub-pixel by a parabola through the costs (which squared differences make parabolic)."""
     h, w = cur.shape
     n = 2 * radius + 1
     padded = F.pad(prev[None, None], [radius] * 4, mode="replicate")[0, 0]
-    diffs = torch.stack([(padded[dy:dy + h, dx:dx + w] - cur).abs() for dy in range(n) for dx in range(n)])
-    costs = F.avg_pool2d(diffs[None], BLOCK, stride=BLOCK, ceil_mode=True)[0]  # (n*n, hb, wb)
+    diffs = torch.stack([(padded[dy:dy + h, dx:dx + w] - cur).square() for dy in range(n) for dx in range(n)])
+    costs = F.avg_pool2d(diffs[None], 2 * BLOCK, stride=BLOCK, padding=BLOCK // 2, ceil_mode=True,
+                         count_include_pad=False)[0]  # (n*n, hb, wb)
     d = torch.arange(-radius, radius + 1, dtype=torch.float32)
     dyy, dxx = torch.meshgrid(d, d, indexing="ij")
     costs = costs + MOTION_PENALTY * (dxx.abs() + dyy.abs()).reshape(-1, 1, 1)
@@ -137,12 +139,12 @@ class ChromaStabilizer:
 
     Args:
         memory: the share of the previous (motion-compensated) colour kept where the motion
-            compensation matches; 0 turns smoothing off. 0.8 averages over about five frames.
+            compensation matches; 0 turns smoothing off. 0.9 averages over about ten frames.
         sigma: L units of compensated residual at which ``keep`` has fallen to 1/e of ``memory``.
     """
 
-    memory: float = 0.8
-    sigma: float = 4.0
+    memory: float = 0.9
+    sigma: float = 8.0
     cuts: int = 0
     state: dict = field(default_factory=dict)  # "lum" (h, w), "ab" (2, h, w): the last frame's
 

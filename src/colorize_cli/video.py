@@ -235,7 +235,7 @@ def _first_frame(src):
             return frame
     except av.FFmpegError as exc:
         raise VideoError(f"cannot decode the first frame ({exc})") from None
-    raise VideoError("no frame could be decoded")
+    raise VideoError("no frame could be decoded (damaged or truncated?)")
 
 
 class _Pipeline:
@@ -413,3 +413,26 @@ class FilmTask:
         self.done += done
         fps = self.done / max(1e-9, time.perf_counter() - self.started)
         self.progress.update(self.task, advance=done, fps=f"{fps:.1f} fps")
+
+
+def film_flicker(path: Path, size: int = 256) -> tuple[float, int, float]:
+    """The flicker measure of a film (temporal.chroma_flicker): decoded frames, scaled to ``size``
+    pixels on the long side (area average), in Lab. Returns (mean change in Lab units, cuts left out,
+    mean chroma sqrt(a² + b²) of all frames: a smoother that only washed the colour out would show there)."""
+    import av
+
+    from colorize_cli.color import rgb_to_lab
+
+    lums, abs_ = [], []
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            rgb = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1).float() / 255
+            scale = min(1.0, size / max(rgb.shape[1:]))
+            shape = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[2] * scale)))
+            lab = rgb_to_lab(F.interpolate(rgb[None], size=shape, mode="area")[0])
+            lums.append(lab[0])
+            abs_.append(lab[1:])
+    from colorize_cli.temporal import chroma_flicker
+
+    flicker, cuts = chroma_flicker(lums, abs_)
+    return flicker, cuts, float(torch.stack(abs_).pow(2).sum(1).sqrt().mean()) if abs_ else 0.0

@@ -131,6 +131,19 @@ def default_codec(suffix: str) -> str:
     return next((c for c in wanted if c in av.codecs_available), wanted[-1])
 
 
+def check_codec(name: str):
+    """The FFmpeg video encoder called ``name``; ValueError if there is none."""
+    import av
+
+    try:
+        enc = av.codec.Codec(name, "w")
+    except ValueError:
+        raise ValueError(f"--codec {name}: this FFmpeg has no such encoder (see 'ffmpeg -encoders')") from None
+    if enc.type != "video":
+        raise ValueError(f"--codec {name}: not a video encoder")
+    return enc
+
+
 def choose_encoder(codec: str | None, target: Path, width: int, height: int, crf: int | None) -> Encoding:
     """Encoder, pixel format and options for a ``width`` x ``height`` film written to ``target``.
 
@@ -141,11 +154,9 @@ def choose_encoder(codec: str | None, target: Path, width: int, height: int, crf
     suffix = target.suffix.lower()
     name = codec or default_codec(suffix)
     try:
-        enc = av.codec.Codec(name, "w")
-    except ValueError:
-        raise VideoError(f"--codec {name}: this FFmpeg has no such encoder") from None
-    if enc.type != "video":
-        raise VideoError(f"--codec {name}: not a video encoder")
+        enc = check_codec(name)
+    except ValueError as exc:
+        raise VideoError(str(exc)) from None
     probe = av.open(os.devnull, "w", format=MUXERS.get(suffix) or target.suffix.lstrip(".") or None)
     try:
         if enc.canonical_name not in probe.supported_codecs:
