@@ -1,6 +1,7 @@
 """Films: frames, timestamps, size, rotation and sound kept; luminance kept; no flicker; resumable;
 bad films reported one line each. Tiny films are made here with PyAV."""
 
+import itertools
 import json
 import os
 import signal
@@ -202,7 +203,7 @@ def test_stabilised_colour_flickers_less_than_frame_by_frame(tmp_path, tiny_weig
     # the measure's motion estimate finds the pan: frame t shows at x what frame t-1 had at x + 2
     with av.open(str(src)) as c:
         lum = [torch.from_numpy(f.to_ndarray(format="gray")).float() / 2.55 for f in c.decode(video=0)]
-    flow = torch.stack([estimate_flow(a, b)[:, 8:-8, 8:-24] for a, b in zip(lum, lum[1:])])
+    flow = torch.stack([estimate_flow(a, b)[:, 8:-8, 8:-24] for a, b in itertools.pairwise(lum)])
     assert abs(float(flow[:, 0].median()) - 2) < 0.15 and abs(float(flow[:, 1].median())) < 0.15
     assert run(src, "--model", tiny_weights, "--size", "96", "--crf", "0").exit_code == 0
     assert run(src, "--model", tiny_weights, "--size", "96", "--crf", "0", "--no-stabilize",
@@ -219,7 +220,7 @@ def _env():
 
 
 def test_an_interrupted_film_resumes_into_one_seamless_file(tmp_path, tiny_weights):
-    src = make_film(tmp_path / "long.mp4", size=(128, 96), frames=96, rate=24)
+    src = make_film(tmp_path / "long.mp4", size=(128, 96), frames=64, rate=24)  # 6 segments
     args = [sys.executable, "-m", "colorize_cli", str(src), "--model", str(tiny_weights), "--segment-seconds", "0.5",
             "--batch-size", "2", "--json"]
     target, work = tmp_path / "long_color.mp4", work_folder(tmp_path / "long_color.mp4")
@@ -248,12 +249,12 @@ def test_an_interrupted_film_resumes_into_one_seamless_file(tmp_path, tiny_weigh
     proc.kill()
     proc.wait()
     kept = finished_segments()
-    assert 0 < kept < 8 and not target.exists()
+    assert 0 < kept < 6 and not target.exists()
     # the rerun continues after them and joins one file
     done = subprocess.run(args, capture_output=True, text=True, env=_env(), check=False)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout.strip().splitlines()[-1])
-    assert summary["frames"] == 96 and summary["frames_resumed"] >= kept * 12
+    assert summary["frames"] == 64 and summary["frames_resumed"] >= kept * 12
     assert "resumed:" in done.stderr and not work.exists()
     resumed = film_facts(target)
     assert resumed["times"] == film_facts(src)["times"]
