@@ -1,7 +1,8 @@
 """Colorize many files: collect inputs, plan outputs, run, report failures, return an exit code.
 
 Decoding and encoding run in threads beside the network (PIL and torch release the GIL), photos
-that share a working shape are batched, and every output is written atomically. Exit codes:
+that share a working shape are batched, and every output is written atomically. Films (video.py)
+are colorized after the photos, one at a time. Exit codes:
 0 all done, 1 some file failed, 2 usage error, 130 interrupted (Ctrl-C).
 """
 
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from colorize_cli.atomic import remove_stale_parts
 from colorize_cli.data import IMAGE_SUFFIXES
+from colorize_cli.videoio import VIDEO_SUFFIXES, in_work_folder, is_video
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 _GLOB_CHARS = set("*?[")
@@ -49,6 +51,9 @@ class Summary:
     skipped_existing: int = 0
     skipped_not_image: int = 0
     skipped_own_outputs: int = 0  # files named like our outputs where our outputs go
+    videos: int = 0  # of the processed inputs, films
+    frames: int = 0  # frames in the films written
+    frames_resumed: int = 0  # of them, from segments an interrupted run had finished
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
@@ -60,11 +65,14 @@ class Summary:
                 "processed": self.processed, "colored_inputs": self.colored_inputs,
                 "skipped_color": self.skipped_color, "skipped_existing": self.skipped_existing,
                 "skipped_not_image": self.skipped_not_image, "skipped_own_outputs": self.skipped_own_outputs,
+                "videos": self.videos, "frames": self.frames, "frames_resumed": self.frames_resumed,
                 "failed": [{"file": f, "reason": r} for f, r in self.failed],
                 "seconds": round(self.seconds, 3), "interrupted": self.interrupted}
 
     def line(self) -> str:
         parts = [f"{self.processed} colorized"]
+        if self.videos:
+            parts.append(f"{self.videos} of them film{'s' * (self.videos > 1)} ({self.frames} frames)")
         if self.colored_inputs:
             parts.append(f"{self.colored_inputs} of them already in colour")
         for n, what in ((self.skipped_existing, "already done"), (self.skipped_color, "in colour, left alone"),
@@ -229,7 +237,8 @@ def plan_jobs(inputs: list, output: Path | None, suffix: str, fmt: str = "same",
         for path, root in expanded:
             walked = path.is_dir() or root is not None  # found by walking or a glob, not named
             problems: list[tuple[Path, str]] = []
-            files = sorted(walk(path, problems)) if path.is_dir() else [path]
+            files = sorted(f for f in walk(path, problems) if not in_work_folder(f.relative_to(path))) \
+                if path.is_dir() else [path]
             if not path.is_dir() and path.is_symlink() and not path.exists():
                 files, problems = [], [(path, _walk_reason(_stat_error(path), path))]
             rel_root = root if root is not None else (path if path.is_dir() else None)
@@ -241,15 +250,16 @@ def plan_jobs(inputs: list, output: Path | None, suffix: str, fmt: str = "same",
                     continue
                 seen.add(resolved)
                 mine = shard_of(_relative(f, rel_root), shard[1]) == shard[0]
-                if f.suffix.lower() not in IMAGE_SUFFIXES:
+                if f.suffix.lower() not in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
                     plan.not_images += mine
                 elif walked and _is_own_output(f, suffix, out_root):
                     plan.own_outputs += mine
                 else:
-                    ext = output_suffix(f, fmt)
+                    # a film keeps its container and gets one colorization
+                    ext, ks = (f.suffix, [None]) if is_video(f) else (output_suffix(f, fmt), numbers)
 
-                    def targets(src: Path, tag: str = "", rel_root=rel_root, ext=ext) -> list[Path]:
-                        return [output_path(src, rel_root, output, suffix, ext, k, tag) for k in numbers]
+                    def targets(src: Path, tag: str = "", rel_root=rel_root, ext=ext, ks=ks) -> list[Path]:
+                        return [output_path(src, rel_root, output, suffix, ext, k, tag) for k in ks]
 
                     jobs.append((Job(f, targets(f), targets), mine))
     _name_apart([job for job, _ in jobs])  # over all shards: an output's name must not depend on the shard
@@ -291,6 +301,10 @@ class BatchOptions:
     samples: int = 1  # colorizations per photo, from latent codes sampled with ``seed`` (a vae)
     seed: int | None = None  # sample the latent code(s) from this seed; None and samples 1: the zero code
     shard: tuple[int, int] = (1, 1)  # (I, N): colorize shard I of N (shard_of)
+    codec: str | None = None  # films: FFmpeg encoder (default H.264, VP9 for .webm)
+    crf: int | None = None  # films: constant quality of the encoder
+    stabilize: bool = True  # films: temporally smoothed chroma
+    segment_seconds: float = 10.0  # films: resumable segments of this length
 
 
 def run_batch(inputs: list, **options) -> int:
@@ -347,7 +361,8 @@ def run_batch(inputs: list, **options) -> int:
     runner = _Runner(colorizer, opts, summary, err, latents)
     try:
         with pillow_warnings_as_notes():
-            runner.run(todo)
+            runner.run([j for j in todo if not is_video(j.source)])
+            runner.run_films([j for j in todo if is_video(j.source)])
     except KeyboardInterrupt:
         summary.interrupted = True
         err("interrupted: finished outputs are kept, none is half-written; run the same command to resume")
@@ -368,7 +383,8 @@ def _outputs_done(job: Job, err=None) -> bool:
 
     done = True
     for target in job.targets:
-        problem = output_problem(target)
+        # a film is joined under a temporary name and renamed when whole: being there is being done
+        problem = (None if target.exists() else "missing") if is_video(target) else output_problem(target)
         if problem is not None and problem != "missing" and err is not None:
             err(f"redoing: {target}: not a complete image ({problem})")
         done = done and problem is None
@@ -395,8 +411,9 @@ class _Runner:
 
     def _report_failure(self, job: Job, exc: BaseException) -> None:
         from colorize_cli.imageio import ImageReadError
+        from colorize_cli.videoio import VideoError
 
-        if isinstance(exc, ImageReadError):
+        if isinstance(exc, (ImageReadError, VideoError)):
             reason = str(exc)
         elif isinstance(exc, PermissionError):
             reason = f"permission denied ({exc.filename or job.target})"
@@ -522,3 +539,38 @@ class _Runner:
             writes[0][1].result()  # never raises: _write reports its own failure
             writes.popleft()
 
+
+    def run_films(self, jobs: list[Job]) -> None:
+        """Colorize films one after the other (each one decodes, predicts and encodes in parallel)."""
+        from rich.console import Console
+
+        from colorize_cli.video import FilmOptions, FilmTask, colorize_film, film_progress
+
+        if not jobs:
+            return
+        o = self.opts
+        options = FilmOptions(codec=o.codec, crf=o.crf, stabilize=o.stabilize, segment_seconds=o.segment_seconds,
+                              batch_size=o.batch_size, overwrite=o.overwrite, skip_color=o.skip_color)
+        if self.latents is not None:
+            self.err("warning: --samples and --seed apply to photos; films get the model's default colorization")
+        self.progress = None
+        with film_progress(Console(stderr=True).is_terminal and not o.quiet) as progress:
+            for job in jobs:
+                try:
+                    result = colorize_film(self.c, job.source, job.target, options, FilmTask(progress, job.source.name))
+                except Exception as exc:  # noqa: BLE001 - any failure of one film is reported, the batch goes on
+                    self._fail(job, exc)
+                    continue
+                for note in result.notes:
+                    self.err(f"warning: {job.source}: {note}")
+                if result.skipped:
+                    self.summary.skipped_color += 1
+                    continue
+                self.summary.colored_inputs += result.in_colour
+                if result.resumed_frames:
+                    self.err(f"resumed: {job.source}: {result.resumed_frames} of {result.frames} frames "
+                             "from the interrupted run")
+                self.summary.processed += 1
+                self.summary.videos += 1
+                self.summary.frames += result.frames
+                self.summary.frames_resumed += result.resumed_frames

@@ -38,9 +38,10 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     rich_markup_mode=None,
-    help="Put plausible colour into black-and-white photos.\n\n"
+    help="Put plausible colour into black-and-white photos and films.\n\n"
     "colorize PHOTO_OR_FOLDER... colorizes with the bundled default model (see 'colorize colorize --help' "
-    "for its options); the sub-commands below do the rest.",
+    "for its options); 'colorize film.mp4' writes film_color.mp4 with the same frames, timestamps and "
+    "sound. The sub-commands below do the rest.",
 )
 
 
@@ -68,7 +69,8 @@ def _fail(problem: str | BaseException, code: int = 1) -> None:
 
 @app.command(DEFAULT_COMMAND)
 def colorize_command(
-    inputs: Annotated[list[str], typer.Argument(help="Photos, folders (walked recursively) or glob patterns.",
+    inputs: Annotated[list[str], typer.Argument(help="Photos, films (mp4, mov, mkv, avi, webm, m4v, ...), "
+                                                "folders (walked recursively) or glob patterns.",
                                                 show_default=False)],
     model: Annotated[str, typer.Option(help="Model name from weights.toml, a .safetensors path, or "
                                        "hf://OWNER/REPO[@REVISION][/FILE] (docs/hub.md).")] = "default",
@@ -106,6 +108,15 @@ def colorize_command(
     seed: Annotated[int | None, typer.Option(help="Seed of the sampled latent codes: the same seed gives "
                                              "the same colorizations (default 0 with --samples; without "
                                              "either, the model decodes the zero code, its most typical colorization).")] = None,
+    crf: Annotated[int | None, typer.Option(min=0, max=63, help="Films: constant quality of the encoder, lower "
+                                            "is better (default: libx264 18, libvpx-vp9 32; docs/video.md).")] = None,
+    codec: Annotated[str | None, typer.Option(help="Films: an FFmpeg video encoder, e.g. libx265 or libvpx-vp9 "
+                                              "(default: libx264 H.264 yuv420p; VP9 for .webm).")] = None,
+    stabilize: Annotated[bool, typer.Option(help="Films: smooth the colour over time along the motion, "
+                                            "afresh at each cut, so that it does not flicker.")] = True,
+    segment_seconds: Annotated[float, typer.Option(min=0.01, help="Films: encode in segments of this many "
+                                                   "seconds; an interrupted run resumes after the last "
+                                                   "finished one.")] = 10.0,
     debug: Annotated[bool, typer.Option(help="Show tracebacks of failures.")] = False,
     offline: Annotated[bool, typer.Option(help="Never contact the Hub: use bundled or cached weights "
                                           "(as HF_HUB_OFFLINE=1).")] = False,
@@ -116,7 +127,14 @@ def colorize_command(
                                                       "the Hub (read with torch.load(weights_only=True))."
                                                       )] = False,
 ) -> None:
-    """Colorize photos; writes {stem}_color{ext} beside each input (or under --output)."""
+    """Colorize photos and films; writes {stem}_color{ext} beside each input (or under --output).
+
+    A film keeps its container, every frame and timestamp, size, sample aspect, rotation and its audio
+    (copied, not re-encoded); only chroma is predicted, smoothed over time. Examples:
+
+      colorize grandma.jpg                    colorize film.mp4 --crf 16
+      colorize album/ reels/ --output out/    colorize reel.mkv --codec libx265
+    """
     from colorize_cli.batch import parse_shard, run_batch
     from colorize_cli.hub import hub_options
 
@@ -126,13 +144,21 @@ def colorize_command(
         shard_index = parse_shard(shard)
     except ValueError as exc:
         _fail(exc, 2)
+    if codec is not None:
+        from colorize_cli.videoio import check_codec
+
+        try:
+            check_codec(codec)
+        except ValueError as exc:
+            _fail(exc, 2)
     with hub_options(offline=offline or None, cache_dir=cache_dir, trust_remote_pickle=trust_remote_pickle,
                      progress=not quiet):
         code = run_batch(inputs, model=model, output=output, size=size or None, suffix=suffix, fmt=fmt,
                          quality=quality, overwrite=overwrite, skip_color=skip_color, device=device,
                          half=half, backend=backend, batch_size=batch_size, max_pixels=max_pixels,
                          quiet=quiet, json=json_out, debug=debug, samples=samples, seed=seed,
-                         shard=shard_index)
+                         shard=shard_index, crf=crf, codec=codec, stabilize=stabilize,
+                         segment_seconds=segment_seconds)
     raise typer.Exit(code)
 
 
