@@ -82,11 +82,9 @@ def atomic_write(path: Path, text: bool = False) -> Iterator[AtomicFile]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PART_SUFFIX, dir=path.parent)
-    temp = Path(name)
+    fd, temp = _locked_temp(path)
     try:
         with open(fd, "w" if text else "wb", **({"encoding": "utf-8", "newline": ""} if text else {})) as f:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # ours until renamed: see remove_stale_parts
             yield AtomicFile(f, temp)
             f.flush()
             os.fsync(fd)
@@ -97,6 +95,31 @@ def atomic_write(path: Path, text: bool = False) -> Iterator[AtomicFile]:
             temp.unlink()
         raise
     fsync_folder(path.parent)
+
+
+def _locked_temp(path: Path) -> tuple[int, Path]:
+    """A new temporary file beside ``path``, under our exclusive lock until it is renamed or removed.
+
+    Between creating the file and locking it, a cleaner (:func:`remove_stale_parts` of another
+    process) may take it for a killed run's leftover and delete it; then the name no longer leads
+    to our file, and we take another one.
+    """
+    while True:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=PART_SUFFIX, dir=path.parent)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if _names_our_file(name, fd):
+            return fd, Path(name)
+        os.close(fd)
+
+
+def _names_our_file(name: str, fd: int) -> bool:
+    """Whether ``name`` still leads to the file open as ``fd`` (not removed, nor replaced)."""
+    try:
+        st = os.stat(name)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
 
 
 def write_bytes(path: Path, data: bytes) -> None:
@@ -128,9 +151,10 @@ def fsync_folder(folder: Path) -> None:
 def remove_stale_parts(folder: Path) -> int:
     """Delete the temporary files that killed runs left in ``folder``; returns how many.
 
-    A temporary file that another process is writing is locked and stays. An unlocked one that is
-    still empty may be one that a writer has created but not locked yet, so it stays too (it is
-    removed by a later run).
+    A temporary file that another process is writing is locked and stays. An unlocked one is a
+    killed run's, whatever its size (a run killed before its first flush leaves an empty one), or
+    one that a writer has created and not locked yet: that writer sees its name gone once it holds
+    the lock and takes another (:func:`_locked_temp`).
     """
     removed = 0
     try:
@@ -146,9 +170,8 @@ def remove_stale_parts(folder: Path) -> int:
             continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            if os.fstat(fd).st_size > 0:
-                os.unlink(entry.path)
-                removed += 1
+            os.unlink(entry.path)
+            removed += 1
         except OSError:
             pass  # locked by a live writer, or already renamed or removed by it
         finally:
