@@ -89,13 +89,13 @@ def test_an_output_is_never_incomplete_under_its_final_name(tmp_path, tiny_weigh
 def test_corrupted_bundled_weights_are_refused_with_one_clear_line(tmp_path):
     """A copy of the installed package whose bundled default weights have one byte changed."""
     import colorize_cli
-    from colorize_cli.weights import weights_toml_path
+    from colorize_cli.weights import DEFAULT_MODEL, weights_toml_path
 
     entries = read_weights_toml()
-    default = entries["unet-sn"]
+    default = entries[DEFAULT_MODEL]
     package = Path(colorize_cli.__file__).parent
     copy = tmp_path / "site" / "colorize_cli"
-    others = {e.filename for e in entries.values() if e.name != "unet-sn"}
+    others = {e.filename for e in entries.values() if e.name != DEFAULT_MODEL}
     shutil.copytree(package, copy, ignore=lambda d, names: [n for n in names if n in others or n == "__pycache__"])
     if not (copy / "weights.toml").exists():  # a source checkout reads the one at the repository root
         shutil.copy(weights_toml_path(), tmp_path / "weights.toml")

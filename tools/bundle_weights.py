@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--eval-command", default="", help="the command that produced --eval")
     ap.add_argument("--trained-on", required=True)
     ap.add_argument("--license", default="other")
+    ap.add_argument("--notes", default="", help="what the model card should say besides the numbers")
     ap.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
                     help="set a config value (JSON) the snapshot lacks, e.g. train_seconds=4882 or "
                     "train_batch=64 for runs made before the trainer recorded them")
@@ -64,7 +65,8 @@ def main() -> None:
               "size": target.stat().st_size, "bundled": True}
     if args.name not in read_weights_toml():  # a new entry: not on the Hub until 'colorize publish'
         fields |= {"repo_id": "", "revision": "", "published": False}
-    update_weights_toml(args.name, fields | {"license": args.license, "trained_on": args.trained_on})
+    fields |= {"license": args.license, "trained_on": args.trained_on}
+    update_weights_toml(args.name, fields | ({"notes": args.notes} if args.notes else {}))
     if args.eval:
         metrics = json.loads(args.eval.read_text())
         model_metrics = metrics[args.name] if args.name in metrics else next(

@@ -474,7 +474,8 @@ def _short_study(study: str) -> str:
     """'Ehrenberg, Image Colorization with GANs, §1.2' -> 'Ehrenberg §1.2' (the table stays narrow)."""
     authors = study.split(",")[0]
     section = re.search(r"§\s*[\d.\-]+", study)
-    return f"{authors} {section.group(0)}" if section else authors
+    own = study.startswith("ours")  # our own models: a section named later is a study's they borrow from
+    return f"{authors} {section.group(0)}" if section and not own else authors
 
 
 def main() -> None:

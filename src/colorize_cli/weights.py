@@ -27,7 +27,7 @@ from colorize_cli import __version__
 from colorize_cli.atomic import write_bytes, write_text
 from colorize_cli.models import create_model, get_spec
 
-DEFAULT_MODEL = "unet-sn"
+DEFAULT_MODEL = "efflite-unet-gan"
 WEIGHTS_TOML_ENV = "COLORIZE_WEIGHTS_TOML"
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 _COMMIT = re.compile(r"[0-9a-f]{40}")

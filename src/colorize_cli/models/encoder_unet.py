@@ -101,12 +101,12 @@ class EncoderUNet(nn.Module):
         return self.decode(self.scores(l_norm), l_norm.shape[-2:])
 
 
-_STUDY = "ours (flagship): pretrained encoder + U-Net decoder; Zhang et al. 2016 colour classification"
+_STUDY = "ours: ImageNet-pretrained encoder + U-Net decoder"
 
 
 @register_model(
     "efflite-unet",
-    study=_STUDY,
+    study=_STUDY + ", Zhang et al. 2016's colour classification (a loss trial)",
     description="EfficientNet-Lite0 (ImageNet-pretrained, 1-channel stem) + U-Net decoder to stride 4; "
     "classification over quantised a/b (soft targets, annealed mean)",
     recipe=Recipe(recon_loss="ce", recon_weight=1.0, lr=5e-4, betas=(0.9, 0.999)),
@@ -116,7 +116,7 @@ _STUDY = "ours (flagship): pretrained encoder + U-Net decoder; Zhang et al. 2016
 )
 @register_model(
     "efflite-unet-l1",
-    study=_STUDY + " (regression variant, for comparison)",
+    study=_STUDY + ", L1 regression (a loss trial)",
     description="EfficientNet-Lite0 (ImageNet-pretrained) + U-Net decoder to stride 4; a/b regressed with L1",
     recipe=Recipe(recon_loss="l1", recon_weight=1.0, lr=5e-4, betas=(0.9, 0.999)),
     size_multiple=32,
@@ -125,7 +125,7 @@ _STUDY = "ours (flagship): pretrained encoder + U-Net decoder; Zhang et al. 2016
 )
 @register_model(
     "efflite-unet-gan",
-    study=_STUDY + " (adversarial variant, for comparison: Ehrenberg §1.2's pixel PatchGAN)",
+    study=_STUDY + ", with Ehrenberg §1.2's pixel PatchGAN (the flagship, bundled default)",
     description="EfficientNet-Lite0 (ImageNet-pretrained) + U-Net decoder to stride 4; a/b regressed with "
     "100·L1 + a 1x1 pixel PatchGAN with spectral norm",
     recipe=Recipe(discriminator="pixel", discriminator_options={"norm": "spectral"}, recon_weight=100.0),
