@@ -41,10 +41,10 @@ class Mutant:
 
 MUTANTS = [
     # ----- the breaks of issue 15's table -----
-    Mutant("write-in-place", "write_image writes straight to the final name (no temp + rename)", "imageio.py",
-           'fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".part", dir=path.parent)',
-           "fd, tmp = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), str(path)",
-           ("tests/test_guards.py",), issue=True),
+    Mutant("write-in-place", "outputs written straight to the final name (no temp + rename)", "atomic.py",
+           "    fd, temp = _locked_temp(path)\n",
+           "    fd, temp = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), path\n",
+           ("tests/test_guards.py", "tests/test_faults.py"), issue=True),
     Mutant("bundled-unverified", "sha256 of bundled weights not checked", "hub.py",
            "        _verify(bundled, entry.sha256, label, delete=False)\n", "",
            ("tests/test_guards.py", "tests/test_hub.py"), issue=True),
@@ -97,7 +97,7 @@ MUTANTS = [
            'alpha = photo.alpha if fmt in ("PNG", "WEBP", "TIFF") else None', "alpha = None",
            ("tests/test_photos.py", "tests/test_guards.py")),
     Mutant("icc-dropped", "the ICC profile not written", "imageio.py",
-           "                if photo.icc_profile:\n", "                if False:\n",
+           "            if photo.icc_profile:\n", "            if False:\n",
            ("tests/test_photos.py", "tests/test_guards.py")),
     Mutant("orientation-ignored", "EXIF orientation not applied", "imageio.py",
            "        im = ImageOps.exif_transpose(im)\n", "", ("tests/test_photos.py", "tests/test_guards.py")),
@@ -124,7 +124,8 @@ MUTANTS = [
            "if any(t.resolve() == job.source.resolve() for t in job.targets):", "if False:",
            ("tests/test_photos.py",)),
     Mutant("existing-redone", "existing outputs colorized again (no resume)", "batch.py",
-           "elif all(t.exists() for t in job.targets) and not opts.overwrite:", "elif False:",
+           ("elif not opts.overwrite and _outputs_done(job, err):",
+            "if not self.opts.overwrite and _outputs_done(job):"), ("elif False:", "if False:"),
            ("tests/test_cli.py", "tests/test_photos.py")),
     Mutant("write-failure-silent", "a failed write not reported", "batch.py",
            "            self._fail(job, exc)\n            return\n", "            return\n",
