@@ -54,8 +54,8 @@ def write_cards(report: Path, output: Path) -> None:
         f"PSNR {gray.get('psnr', float('nan')):.2f} dB."), "",
     ]
     table = [
-        "| model | parameters | file | trained | train wall time | PSNR | ΔE2000 | AuC | CF (truth) | ΔCF | "
-        "grayish | images/s |",
+        ("| model | parameters | file | trained | train wall time | PSNR | ΔE2000 | AuC | CF (truth) | ΔCF | "
+         "grayish | images/s |"),
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     cards: list[str] = []
@@ -93,8 +93,8 @@ def write_cards(report: Path, output: Path) -> None:
             "", f"![gray inputs above, {name} below]({img.relative_to(output.parent)})", "",
         ]
     header += ["## Comparison", "",
-               "Training wall time is on this project's 2-core CPU machine (docs/training.md has the commands); "
-               "images/s is the whole pipeline from files to files in that eval run.", "", *table, ""]
+               ("Training wall time is on this project's 2-core CPU machine (docs/training.md has the commands); "
+                "images/s is the whole pipeline from files to files in that eval run."), "", *table, ""]
     write_text(output, "\n".join(header + cards))
 
 

@@ -80,8 +80,9 @@ def colorize_command(
                                       "predicted (rounded to what the network needs); 0 = the model's default.")] = 0,
     suffix: Annotated[str, typer.Option(help="Appended to the output file's stem.")] = "_color",
     fmt: Annotated[str, typer.Option("--format", help="Output format: same, jpg, png, webp or tiff. "
-                                     "16-bit gray PNG/TIFF and 16-bit RGB TIFF inputs stay 16-bit in png and tiff.")] = "same",
-    quality: Annotated[int, typer.Option(min=1, max=100, help="Quality of jpg and webp outputs.")] = 95,
+                                     "16-bit gray PNG/TIFF and 16-bit RGB TIFF inputs stay 16-bit in png and tiff. "
+                                     "Films keep their container (see --codec).")] = "same",
+    quality: Annotated[int, typer.Option(min=1, max=100, help="Quality of jpg and webp outputs (films: --crf).")] = 95,
     overwrite: Annotated[bool, typer.Option(help="Redo outputs that already exist (by default a whole "
                                             "output is skipped and one that is not a complete image is "
                                             "redone, so re-running a batch resumes it).")] = False,
@@ -352,7 +353,7 @@ def models(
         elif get_spec(name).recipe.perceptual_weight:
             status = "trainable; not trained here (its LPIPS loss needs pretrained weights)"
         else:
-            status = "not trained yet"
+            status = "trainable; not bundled"
         nbytes = entry.size if entry else 0
         if entry and not nbytes and status == "bundled":
             nbytes = bundled_path(entry).stat().st_size

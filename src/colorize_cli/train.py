@@ -155,9 +155,9 @@ def load_perceptual(model: str):
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, device: str = "cpu", world: World = World()):
+    def __init__(self, config: TrainConfig, device: str = "cpu", world: World | None = None):
         self.config = config
-        self.world = world
+        self.world = world = world if world is not None else World()
         self.device = torch.device(device)
         # bfloat16 autocast where it is fast and safe (no loss scaling needed): a GPU by default
         amp = config.amp if config.amp is not None else self.device.type == "cuda"
