@@ -16,6 +16,7 @@ outputs before each run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -75,29 +76,34 @@ def kill_trials(args, command: list[str]) -> None:
             os._exit(colorize(command))
         return pid
 
-    # two whole runs first, timed (the first one warms caches and is slower): kills then fall
-    # between the faster run's first output and its end, however fast or busy this machine is
-    timings = []
-    for _ in range(2):
-        t0, first, pid = time.perf_counter(), None, start()
-        while os.waitpid(pid, os.WNOHANG) == (0, 0):
-            if first is None and any(final_outputs(Path(d)) for d in args.watch):
-                first = time.perf_counter() - t0
-            time.sleep(0.005)
-        timings.append((time.perf_counter() - t0, first))
-    whole_run, first = min(timings, key=lambda t: t[0])
+    # one whole run first, timed and counted; then each trial kills the command at a random moment
+    # after a random number k of its outputs (1 <= k < all) have appeared: the moment is random,
+    # and it falls mid-batch however fast or busy this machine is
+    t0, pid = time.perf_counter(), start()
+    os.waitpid(pid, 0)
+    whole_run = time.perf_counter() - t0
+    total = sum(len(final_outputs(Path(d))) for d in args.watch)
     rng = random.Random(args.seed)
+
+    def outputs() -> list[Path]:
+        return [p for d in args.watch for p in final_outputs(Path(d))]
+
     for trial in range(args.kill_trials):
-        first = first or 0.0
-        delay = rng.uniform(first + 0.1 * (whole_run - first), whole_run - 0.1 * (whole_run - first))
+        k = rng.randint(1, max(1, total - 1))
+        jitter = rng.uniform(0, whole_run / max(1, total))  # up to about one output's time
         pid = start()
-        time.sleep(delay)
-        os.kill(pid, signal.SIGKILL)
+        t0 = time.perf_counter()
+        while len(outputs()) < k and os.waitpid(pid, os.WNOHANG) == (0, 0):
+            time.sleep(0.002)
+        time.sleep(jitter)
+        delay = time.perf_counter() - t0
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
-        outputs = [p for d in args.watch for p in final_outputs(Path(d))]
-        broken = {str(p): why for p in outputs if (why := whole(p))}
-        print(json.dumps({"trial": trial, "delay": round(delay, 3), "killed": os.WIFSIGNALED(status),
-                          "outputs": len(outputs), "broken": broken}), flush=True)
+        found = outputs()
+        broken = {str(p): why for p in found if (why := whole(p))}
+        print(json.dumps({"trial": trial, "after": k, "delay": round(delay, 3), "killed": os.WIFSIGNALED(status),
+                          "outputs": len(found), "broken": broken}), flush=True)
 
 
 def main() -> int:

@@ -199,8 +199,8 @@ def test_sigkill_at_random_moments_never_leaves_a_broken_output(tmp_path, tiny_w
     results = [json.loads(ln) for ln in proc.stdout.splitlines()]
     assert len(results) == trials
     assert [r["broken"] for r in results] == [{}] * trials  # every file under a final name decodes fully
-    # most kills land mid-batch (a busy machine's timing moves some before the first output or after the last)
-    assert sum(r["killed"] and 0 < r["outputs"] < 16 for r in results) >= 0.4 * trials, results
+    # kills land mid-batch (each after k of the 16 outputs; the jitter may let the last ones finish first)
+    assert sum(r["killed"] and 0 < r["outputs"] < 16 for r in results) >= trials // 2, results
     result = run(tmp_path / "in", "--output", out, "--model", tiny_weights, "--json")
     assert result.exit_code == 0, result.output
     s = summary(result.stdout)
