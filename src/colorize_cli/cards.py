@@ -18,7 +18,7 @@ from PIL import Image
 from colorize_cli.atomic import write_text
 from colorize_cli.evaluate import GRAY
 from colorize_cli.imageio import save_pil
-from colorize_cli.models import create_model, get_spec
+from colorize_cli.models import create_model, get_spec, saved_options
 
 STRIP_IMAGES = 6
 THUMB = 128
@@ -69,7 +69,8 @@ def write_cards(report: Path, output: Path) -> None:
         config = json.loads(path.with_suffix(".json").read_text()) if path.with_suffix(".json").exists() else {}
         arch = config.get("arch", name)
         spec = get_spec(arch)
-        params = sum(p.numel() for p in create_model(arch, **config.get("options", {})).parameters())
+        options = saved_options(arch, config.get("options"))
+        params = sum(p.numel() for p in create_model(arch, **options).parameters())
         entry = entries.get(name)
         batch = f" × {config['train_batch']}" if "train_batch" in config else ""
         wall = f"{config['train_seconds'] / 60:.0f} min" if "train_seconds" in config else "?"

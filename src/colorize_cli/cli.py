@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -162,6 +163,23 @@ def colorize_command(
     raise typer.Exit(code)
 
 
+def _model_options(pairs: list[str] | None) -> dict | None:
+    """``--model-option KEY=VALUE`` pairs as builder options; a VALUE that reads as JSON (32, 0.5, true)
+    is that value, else the string."""
+    if not pairs:
+        return None
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            _fail(f"--model-option {pair}: expected KEY=VALUE, e.g. trunk=scratch", 2)
+        try:
+            options[key.strip()] = json.loads(value)
+        except ValueError:
+            options[key.strip()] = value
+    return options
+
+
 @app.command()
 def train(
     model: Annotated[str, typer.Option(help="Registered model name (see 'colorize models').")] = "unet-sn",
@@ -209,6 +227,15 @@ def train(
                                                  "phase); resume without it to fine-tune.")] = False,
     encoder_lr: Annotated[float, typer.Option(help="The pretrained encoder's learning rate, as a multiple "
                                               "of --lr.")] = 1.0,
+    model_option: Annotated[list[str] | None, typer.Option(metavar="KEY=VALUE", help="Set an option of the "
+                                                     "model's builder (repeatable), e.g. trunk=scratch for "
+                                                     "regression/vae's ResNet trunk trained from scratch, "
+                                                     "width=32; the weights record it.")] = None,
+    perceptual: Annotated[str, typer.Option(help="A recipe's perceptual term: lpips (official, AlexNet; "
+                                            "downloaded), an encoder (efficientnet-lite0, mobilenet-v2...: "
+                                            "LPIPS's form on its features, no learned weights), or auto: "
+                                            "lpips where its weights can be had, else efficientnet-lite0. "
+                                            "The weights record which.")] = "auto",
     push_to_hub: Annotated[str | None, typer.Option(metavar="OWNER/REPO", help="When training ends, "
                                                     "upload the weights, config and a model card to this "
                                                     "Hugging Face repo (token: HF_TOKEN or 'hf auth "
@@ -241,7 +268,8 @@ def train(
                          pretrained=pretrained, freeze_encoder=freeze_encoder, encoder_lr=encoder_lr,
                          batch_size=batch_size, size=size, lr=lr, val=str(val) if val else None,
                          checkpoint_every=checkpoint_every, rebalance=rebalance, seed=seed, threads=threads,
-                         gan_loss=gan_loss, blur=blur, equalize=equalize, amp=amp)
+                         gan_loss=gan_loss, blur=blur, equalize=equalize, amp=amp, perceptual=perceptual,
+                         model_options=_model_options(model_option))
     push_to_hub = push_to_hub if is_main_process() else None  # under torchrun, rank 0 alone uploads
     if push_to_hub:
         from colorize_cli.hub import check_can_push
@@ -333,7 +361,7 @@ def models(
     from rich.table import Table
 
     from colorize_cli.hub import where
-    from colorize_cli.models import create_model, get_spec, list_models
+    from colorize_cli.models import create_model, get_spec, list_models, saved_options
     from colorize_cli.weights import DEFAULT_MODEL, bundled_path, read_weights_toml
 
     try:
@@ -346,13 +374,10 @@ def models(
     for name in [*list_models(), *(n for n in entries if n not in list_models())]:
         entry = entries.get(name)
         arch = entry.arch if entry else name
-        params = sum(p.numel() for p in create_model(arch).parameters())
-        if entry:
-            status = where(entry, cache_dir)
-        elif get_spec(name).recipe.perceptual_weight:
-            status = "trainable; not trained here (its LPIPS loss needs pretrained weights)"
-        else:
-            status = "not trained yet"
+        status = where(entry, cache_dir) if entry else "not trained yet"
+        config = bundled_path(entry).with_suffix(".json") if status == "bundled" else None
+        options = json.loads(config.read_text()).get("options") if config and config.is_file() else {}
+        params = sum(p.numel() for p in create_model(arch, **saved_options(arch, options)).parameters())
         nbytes = entry.size if entry else 0
         if entry and not nbytes and status == "bundled":
             nbytes = bundled_path(entry).stat().st_size

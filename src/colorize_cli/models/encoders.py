@@ -132,8 +132,14 @@ class EfficientNetLite(nn.Module):
         """Remove the ImageNet head (1280-channel conv and classifier): a colorizer uses the trunk only."""
         del self._conv_head, self._bn1, self._fc
 
+    def cut(self, taps: int) -> None:
+        """Keep the trunk up to its ``taps``-th map (3: stride 8) and drop the blocks after it."""
+        self._blocks = self._blocks[: self.taps[taps - 1] + 1]
+        self.taps, self.channels = self.taps[:taps], self.channels[:taps]
+
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Maps at strides 2, 4, 8, 16, 32 (``self.channels`` channels); sides must be multiples of 32."""
+        """Maps at strides 2, 4, 8, 16, 32 (``self.channels`` channels; fewer after :meth:`cut`); sides
+        must be multiples of the deepest stride."""
         h = F.relu6(self._bn0(self._conv_stem(self._stem_pad(x))))
         out = []
         for i, block in enumerate(self._blocks):
@@ -219,6 +225,11 @@ class MobileNetV2(nn.Module):
     def drop_classifier(self) -> None:
         """Remove the ImageNet head (1280-channel conv and classifier): a colorizer uses the trunk only."""
         del self.features_seq[-1], self.classifier
+
+    def cut(self, taps: int) -> None:
+        """Keep the trunk up to its ``taps``-th map (3: stride 8) and drop the layers after it."""
+        self.features_seq = self.features_seq[: self.taps[taps - 1] + 1]
+        self.taps, self.channels = self.taps[:taps], self.channels[:taps]
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Maps at strides 2, 4, 8, 16, 32 (``self.channels`` channels)."""
@@ -349,3 +360,24 @@ def gray_stem(encoder: nn.Module) -> nn.Module:
     encoder.stem_bn.running_mean.add_((w * mean).sum((1, 2, 3)))
     encoder.set_stem(conv)
     return encoder
+
+
+STRIDES = (2, 4, 8, 16, 32)  # of the maps :meth:`features` returns
+
+
+def colorizer_trunk(name: str, stride: int = 32, published: bool = False) -> nn.Module:
+    """The trunk a colorizer takes from encoder ``name``: the 1-channel gray stem, no classifier, and
+    nothing past the map at ``stride`` (its ``features`` then ends there). ``published``: with the
+    ImageNet weights (:func:`load_published`, in eval mode), else random (a weights file fills them)."""
+    if stride not in STRIDES:
+        raise ValueError(f"stride {stride}: the encoders' maps are at strides {', '.join(map(str, STRIDES))}")
+    encoder = gray_stem(load_published(name) if published else create_encoder(name))
+    encoder.drop_classifier()
+    encoder.cut(STRIDES.index(stride) + 1)
+    return encoder
+
+
+def load_pretrained_trunk(trunk: nn.Module, name: str, stride: int = 32) -> None:
+    """Fill ``trunk`` (a :func:`colorizer_trunk` of ``name`` at ``stride``) with the published ImageNet
+    weights, strict keys; raises :class:`EncoderWeightsError` (one line) when they are missing."""
+    trunk.load_state_dict(colorizer_trunk(name, stride, published=True).state_dict(), strict=True)
