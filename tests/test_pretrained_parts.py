@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from itertools import pairwise
 from importlib import resources
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from typer.testing import CliRunner
 from colorize_cli.cards import pretrained_parts
 from colorize_cli.cli import app
 from colorize_cli.color import model_output_to_rgb, rgb_to_model_input
+from colorize_cli.hub import model_card
 from colorize_cli.models import create_model, get_spec
 from colorize_cli.models.encoders import colorizer_trunk
 from colorize_cli.perceptual import encoder_distance, get_encoder_distance
@@ -166,9 +168,9 @@ def test_encoder_distance_is_zero_for_identical_images_and_symmetric():
 def test_encoder_distance_grows_with_blur_and_with_wrong_colours():
     x = _photos()
     blurs = [encoder_distance(x, _blur(x, s)) for s in (0.5, 1.0, 2.0, 4.0)]
-    assert all((a < b).all() for a, b in zip(blurs, blurs[1:])), blurs
+    assert all((a < b).all() for a, b in pairwise(blurs)), blurs
     hues = [encoder_distance(x, _hue(x, d)) for d in (15, 45, 90, 180)]
-    assert all((a < b).all() for a, b in zip(hues, hues[1:])), hues
+    assert all((a < b).all() for a, b in pairwise(hues)), hues
     # a gray photo (colour gone, L kept) is farther than a small hue error
     gray = model_output_to_rgb(rgb_to_model_input(x)[0], torch.zeros(2, 2, 64, 64))
     assert (encoder_distance(x, gray) > hues[0]).all()
@@ -206,6 +208,7 @@ def test_auto_uses_the_encoder_distance_without_lpips_and_the_weights_and_card_s
     assert saved["perceptual_loss"] == "efficientnet-lite0"
     card = pretrained_parts("pix2pix-lpips", saved)
     assert card == [card[0]] and "efficientnet-lite0 features" in card[0] and "LPIPS's baseline form" in card[0]
+    assert card[0] in model_card("pix2pix-lpips", "me/p", weights.name, saved, "0" * 64)  # the Hub's card too
     # --perceptual lpips asks for the official one: no fallback, one line
     with pytest.raises(TrainSetupError, match="--perceptual lpips"):
         Trainer(TrainConfig(model="pix2pix-lpips", dataset="", output=str(tmp_path / "r2"), size=128,

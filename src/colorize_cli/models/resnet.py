@@ -174,7 +174,7 @@ class ResNet18Regression(nn.Module):
         """ab of normalised L; ``code`` (N, code_channels) is replicated over the trunk's map."""
         h = self.trunk(x)
         if self.code_channels:
-            if code is None or code.shape[1] != self.code_channels:
+            if code is None:  # a wrong length is head1's channel error
                 raise ValueError(f"this network takes a code of {self.code_channels} values per image")
             h = torch.cat([h, code.to(h.dtype)[:, :, None, None].expand(-1, -1, *h.shape[-2:])], dim=1)
         h = self.head2(self._up(self.head1(h)))
