@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import math
-from itertools import pairwise
 from importlib import resources
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
