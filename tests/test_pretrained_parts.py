@@ -223,14 +223,13 @@ def test_auto_uses_the_encoder_distance_without_lpips_and_the_weights_and_card_s
                             perceptual="mobilenet-v2")).resume()
 
 
-@pytest.mark.parametrize("name", ["pix2pix-lpips", "pix2pix-wgangp-lpips"])
-def test_a_few_steps_with_the_encoder_distance_lower_the_perceptual_loss(name, tmp_path):
+def test_a_few_steps_with_the_encoder_distance_lower_the_perceptual_loss(tmp_path):
     torch.manual_seed(0)
-    trainer = Trainer(TrainConfig(model=name, dataset="", output=str(tmp_path / "run"), size=128,
+    trainer = Trainer(TrainConfig(model="pix2pix-lpips", dataset="", output=str(tmp_path / "run"), size=128,
                                   model_options={"width": 4}, discriminator_options={"width": 8},
                                   perceptual="efficientnet-lite0", lr=2e-3))
     assert trainer.perceptual_name == "efficientnet-lite0"
     rgb = _photos(2, 128)
     l_norm, ab = rgb_to_model_input(rgb)
-    losses = [trainer.train_step(l_norm, ab)["loss_perceptual"] for _ in range(8)]
+    losses = [trainer.train_step(l_norm, ab)["loss_perceptual"] for _ in range(5)]
     assert losses[-1] < 0.8 * losses[0], losses
