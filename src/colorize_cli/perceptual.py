@@ -356,6 +356,38 @@ def encoder_distance(rgb_a: Tensor, rgb_b: Tensor, encoder: str = DEFAULT_DISTAN
     return get_encoder_distance(rgb_a.device, encoder)(rgb_a.float(), rgb_b.float())
 
 
+# ----- FD-EffLite0: a Fréchet distance on EfficientNet-Lite0 features (not FID) -----
+FD_ENCODER = "efficientnet-lite0"
+FD_NAME = "FD-EffLite0"  # never "FID": FID is defined on the Inception-v3 features above
+
+
+def get_fd_encoder(device: str | torch.device = "cpu") -> nn.Module:
+    """The published EfficientNet-Lite0 (with its head) on ``device``, eval mode, frozen (loaded once).
+
+    Raises:
+        colorize_cli.models.encoders.EncoderWeightsError: its weights are not installed.
+    """
+    from colorize_cli.models.encoders import load_published
+
+    device = torch.device(device)
+    with _LOCK:
+        key = ("fd-encoder", str(device))
+        if key not in _MODELS:
+            _MODELS[key] = _frozen(load_published(FD_ENCODER), device)
+        return _MODELS[key]
+
+
+@torch.no_grad()
+def fd_features(rgb: Tensor, model: nn.Module | None = None) -> np.ndarray:
+    """The 1280-d pooled features (what its classifier reads, as FID reads pool3) of EfficientNet-Lite0
+    for sRGB images (N, 3, H, W) in [0, 1], resized to its 224x224, as float64 (N, 1280)."""
+    model = get_fd_encoder(rgb.device) if model is None else model
+    x = F.interpolate(rgb.float(), size=(224, 224), mode="bilinear", antialias=True, align_corners=False)
+    mean = torch.tensor(model.mean, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(model.std, device=x.device).view(1, 3, 1, 1)
+    return model.pooled((x - mean) / std).double().cpu().numpy()
+
+
 # ----- FID: pytorch-fid's Inception-v3 -----
 class BasicConv2d(nn.Module):
     def __init__(self, cin: int, cout: int, **kwargs) -> None:
@@ -577,30 +609,39 @@ class EvalPerceptual:
     ``unavailable[metric]`` says why; with ``strict`` the :class:`WeightsUnavailable` is raised instead.
     """
 
-    def __init__(self, truths: list[np.ndarray], *, lpips: bool = False, fid: bool = False,
+    def __init__(self, truths: list[np.ndarray], *, lpips: bool = False, fid: bool = False, fd: bool = False,
                  device: str | torch.device = "cpu", strict: bool = False, batch_size: int = 16) -> None:
         self.truths, self.device, self.batch_size = truths, torch.device(device), batch_size
         self.unavailable: dict[str, str] = {}
         self.lpips_model: LPIPS | None = None
         self.inception: FIDInceptionV3 | None = None
         self.truth_features: np.ndarray | None = None
+        self.fd_encoder: nn.Module | None = None
+        self.truth_fd_features: np.ndarray | None = None
         if lpips:
             self.lpips_model = self._load("LPIPS", get_lpips, strict)
-        if fid and len(truths) < 2:
-            self.unavailable["FID"] = f"needs at least 2 images, got {len(truths)}"
-        elif fid:
+        for metric, asked in (("FID", fid), (FD_NAME, fd)):
+            if asked and len(truths) < 2:
+                self.unavailable[metric] = f"needs at least 2 images, got {len(truths)}"
+        if fid and len(truths) >= 2:
             self.inception = self._load("FID", get_inception, strict)
             if self.inception is not None:
                 self.truth_features = self.features(truths)
+        if fd and len(truths) >= 2:
+            self.fd_encoder = self._load(FD_NAME, get_fd_encoder, strict)
+            if self.fd_encoder is not None:
+                self.truth_fd_features = self._fd_features(truths)
 
     @property
     def n(self) -> int:
         return len(self.truths)
 
     def _load(self, metric: str, loader, strict: bool):
+        from colorize_cli.models.encoders import EncoderWeightsError
+
         try:
             return loader(self.device)
-        except WeightsUnavailable as exc:
+        except (WeightsUnavailable, EncoderWeightsError) as exc:
             if strict:
                 raise
             self.unavailable[metric] = str(exc)
@@ -626,6 +667,17 @@ class EvalPerceptual:
             return None
         return fid(self.features(outputs), self.truth_features)
 
+    def _fd_features(self, images: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate([fd_features(x, model=self.fd_encoder)
+                               for x in _batches(images, self.device, self.batch_size)])
+
+    def fd(self, outputs: list[np.ndarray]) -> float | None:
+        """FD-EffLite0 of the outputs' set against the ground truths' set (None without the weights): the
+        Fréchet distance of :func:`fid`, on EfficientNet-Lite0's features instead of Inception's."""
+        if self.fd_encoder is None or self.truth_fd_features is None:
+            return None
+        return fid(self._fd_features(outputs), self.truth_fd_features)
+
     def notes(self) -> list[str]:
         """Lines for report.md: what each metric is, or why it is unavailable."""
         lines = []
@@ -636,5 +688,11 @@ class EvalPerceptual:
             lines.append(f"FID: pytorch-fid Inception-v3 pool3 features of each model's {self.n} outputs against "
                          f"the {self.n} ground truths (n = {self.n}). With n this far below the 2048 feature "
                          "dimensions FID is noisy and biased upward; compare FIDs only at the same n.")
+        if self.fd_encoder is not None:
+            lines.append(f"{FD_NAME}: the Fréchet distance between Gaussians fitted to the 1280-d pooled features of "
+                         f"the ImageNet EfficientNet-Lite0 (224x224 input) of each model's {self.n} outputs and of the "
+                         f"{self.n} ground truths (docs/perceptual.md). Not FID (defined on Inception-v3): its values "
+                         "are on another scale; with n far below 1280 it is noisy and biased upward, so compare it "
+                         "only at the same n.")
         lines += [f"{metric}: unavailable ({why})" for metric, why in self.unavailable.items()]
         return lines

@@ -148,10 +148,13 @@ class EfficientNetLite(nn.Module):
                 out.append(h)
         return out
 
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """The 1280-d features the classifier reads (head conv, average pool), (N, 1280)."""
+        return F.relu6(self._bn1(self._conv_head(self.features(x)[-1]))).mean((2, 3))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """ImageNet logits."""
-        h = F.relu6(self._bn1(self._conv_head(self.features(x)[-1])))
-        return self._fc(h.mean((2, 3)))
+        return self._fc(self.pooled(x))
 
 
 # ----- MobileNetV2 (Sandler et al. 2018), torchvision's layout -----
@@ -242,10 +245,13 @@ class MobileNetV2(nn.Module):
                 out.append(x)
         return out
 
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """The 1280-d features the classifier reads (head conv, average pool), (N, 1280)."""
+        return self.features_seq[-1](self.features(x)[-1]).mean((2, 3))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """ImageNet logits."""
-        h = self.features_seq[-1](self.features(x)[-1])
-        return self.classifier(h.mean((2, 3)))
+        return self.classifier(self.pooled(x))
 
 
 # ----- the published weights -----
