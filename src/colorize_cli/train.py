@@ -306,7 +306,13 @@ class Trainer:
                              f"{self.perceptual_name}: resume with --perceptual {saved_p}")
         if saved.get("blur") != self.config.blur:
             _log(f"--blur: {saved.get('blur')} in the checkpoint, {self.config.blur} from now on")
-        self.generator.load_state_dict(state["generator"])
+        try:
+            self.generator.load_state_dict(state["generator"])
+        except RuntimeError as exc:
+            legacy = " ".join(f"--model-option {k}={v}" for k, v in self.spec.legacy_options.items())
+            hint = f"; a checkpoint from before that option needs {legacy}" if legacy else ""
+            raise ValueError(f"checkpoint's generator does not fit {self.config.model} with options "
+                             f"{self.config.model_options or {}}{hint}") from exc
         self.opt_g.load_state_dict(state["opt_g"])
         if self.encoder is not None:  # a later phase may unfreeze the encoder or change its rate
             lr = self.config.lr or self.recipe.lr
