@@ -137,11 +137,11 @@ def test_each_model_trains_a_step_of_its_recipe(name, tmp_path, monkeypatch, sta
     # the generator's loss is the recipe's weighted sum, and only its terms are there
     assert ("loss_adv" in logs) == (recipe.discriminator is not None)
     assert ("loss_gp" in logs) == (recipe.gan_loss == "wgangp" and recipe.discriminator is not None)
-    assert ("loss_lpips" in logs) == (recipe.perceptual_weight > 0)
+    assert ("loss_perceptual" in logs) == (recipe.perceptual_weight > 0)
     assert ("loss_kl" in logs) == (recipe.kl_weight > 0)
     recon = logs[{"mse": "loss_mse", "ce": "loss_ce"}.get(recipe.recon_loss, "loss_l1")]
     expected = (recipe.recon_weight * recon + logs.get("loss_adv", 0.0)
-                + recipe.perceptual_weight * logs.get("loss_lpips", 0.0) + recipe.kl_weight * logs.get("loss_kl", 0.0))
+                + recipe.perceptual_weight * logs.get("loss_perceptual", 0.0) + recipe.kl_weight * logs.get("loss_kl", 0.0))
     assert logs["loss_g"] == pytest.approx(expected, rel=1e-4)
 
 
@@ -393,15 +393,16 @@ def test_lpips_term_compares_the_photos_in_srgb_with_gradients(tmp_path, stand_i
 
 
 def test_unavailable_lpips_weights_stop_training_at_once_with_one_line(tmp_path, stand_in_lpips):
+    # asked for by name (--perceptual lpips); auto falls back to the encoder distance (test_perceptual_trunks)
     module, _ = stand_in_lpips
     module.fail = True
     with pytest.raises(TrainSetupError, match="LPIPS") as info:
-        Trainer(_config("pix2pix-wgangp-lpips", tmp_path))
+        Trainer(_config("pix2pix-wgangp-lpips", tmp_path, perceptual="lpips"))
     assert "\n" not in str(info.value) and "HF_HUB_OFFLINE" in str(info.value)
     empty = tmp_path / "empty"
     empty.mkdir()
     result = CliRunner().invoke(app, ["train", "--model", "pix2pix-lpips", "--dataset", str(empty), "--size", "128",
-                                      "--output", str(tmp_path / "run")])
+                                      "--output", str(tmp_path / "run"), "--perceptual", "lpips"])
     assert result.exit_code == 1
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "LPIPS" in errors[0] and "pretrained weights are unavailable" in errors[0]
@@ -413,7 +414,8 @@ def test_lpips_trains_with_its_weights_fetched_and_verified(served, tmp_path):  
     # real downloader: the test runs everywhere, the official files (245 MB) are never needed
     trainer = Trainer(_config("pix2pix-lpips", tmp_path))
     logs = trainer.train_step(*_batch(trainer.config.size))
-    assert np.isfinite(logs["loss_lpips"]) and logs["loss_lpips"] > 0
+    assert np.isfinite(logs["loss_perceptual"]) and logs["loss_perceptual"] > 0
+    assert trainer.perceptual_name == "lpips"
     assert sorted(served.requests) == sorted(f"/{spec.filename}" for spec in (ALEXNET, LPIPS_ALEX))
 
 
@@ -448,7 +450,8 @@ def test_cli_samples_writes_n_different_colorizations_reproducibly(tmp_path):
     assert result.exit_code == 0, result.output
     outs = [np.asarray(read_image(tmp_path / "a" / f"p_color-{k}.png").pixels) for k in (1, 2, 3)]
     assert all(o.shape == (30, 40, 3) for o in outs)
-    assert np.abs(outs[0].astype(int) - outs[1]).mean() > 0.5  # different codes, different colours
+    # different codes, different colours (an untrained decoder on a pretrained trunk: by little)
+    assert np.abs(outs[0].astype(int) - outs[1]).mean() > 0.1
     assert colorize("--samples", "3", "--seed", "4", "--output", str(tmp_path / "b")).exit_code == 0
     for k in (1, 2, 3):  # the same seed gives the same pictures
         assert (tmp_path / "a" / f"p_color-{k}.png").read_bytes() == (tmp_path / "b" / f"p_color-{k}.png").read_bytes()

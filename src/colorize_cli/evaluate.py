@@ -75,6 +75,9 @@ def _score(name: str, outputs: list[np.ndarray], samples: list, perceptual=None)
         fid = perceptual.fid(outputs)
         if fid is not None:
             summary["fid"], summary["fid_n"] = fid, len(outputs)
+        fd = perceptual.fd(outputs)
+        if fd is not None:
+            summary["fd_efflite0"], summary["fd_efflite0_n"] = fd, len(outputs)
     return ModelResult(name, summary, rows)
 
 
@@ -100,6 +103,10 @@ def evaluate_model(model: str, samples: list, work: Path, device: str = "cpu", s
 def gray_baseline(samples: list, perceptual=None) -> ModelResult:
     outputs = [np.asarray(Image.open(s[2]).convert("RGB")) for s in samples]
     return _score(GRAY, outputs, samples, perceptual)
+
+
+# the optional metrics' keys in a summary and their column titles
+PERCEPTUAL_COLUMNS = {"lpips": "LPIPS", "fid": "FID", "fd_efflite0": "FD-EffLite0"}
 
 
 def write_report(results: list[ModelResult], samples: list, work: Path, output: Path, command: str,
@@ -138,7 +145,7 @@ def _torch_version() -> str:
 
 
 def markdown_table(results: list[ModelResult]) -> str:
-    extra = [(k, title) for k, title in (("lpips", "LPIPS ↓"), ("fid", "FID ↓")) if results and k in results[0].summary]
+    extra = [(k, f"{title} ↓") for k, title in PERCEPTUAL_COLUMNS.items() if results and k in results[0].summary]
     head = ("| model | PSNR (dB) ↑ | ΔE2000 ↓ | AuC (%) ↑ | CF | CF truth | ΔCF ↓ | grayish ↓ | "
             + "".join(f"{title} | " for _, title in extra) + "images/s | ms/MP |")
     rows = [head, "|" + "---|" * (10 + len(extra))]
@@ -169,21 +176,21 @@ def contact_sheet(results: list[ModelResult], samples: list, work: Path, path: P
 
 def run_eval(models: list[str], data: Path, output: Path, limit: int | None = None, device: str = "cpu",
              command: str | None = None, size: int | None = None, lpips: bool = False, fid: bool = False,
-             strict_perceptual: bool = False) -> list[ModelResult]:
+             strict_perceptual: bool = False, fd: bool = False) -> list[ModelResult]:
     """Evaluate ``models`` on the photos in ``data`` and write the report into ``output``.
 
-    ``lpips``/``fid`` add those metrics (docs/perceptual.md); when their pretrained weights cannot be
+    ``lpips``/``fid``/``fd`` (FD-EffLite0) add those metrics (docs/perceptual.md); when their pretrained weights cannot be
     had they are left out with a warning and a line in the report, or, with ``strict_perceptual``,
     :class:`colorize_cli.perceptual.WeightsUnavailable` is raised."""
     work = output / "work"
     samples = prepare(data, work, limit)
     perceptual = None
-    if lpips or fid:
+    if lpips or fid or fd:
         from colorize_cli.inference import resolve_device
         from colorize_cli.perceptual import EvalPerceptual
 
-        perceptual = EvalPerceptual([s[1] for s in samples], lpips=lpips, fid=fid, device=resolve_device(device),
-                                    strict=strict_perceptual)
+        perceptual = EvalPerceptual([s[1] for s in samples], lpips=lpips, fid=fid, fd=fd,
+                                    device=resolve_device(device), strict=strict_perceptual)
     results = [gray_baseline(samples, perceptual)] + [evaluate_model(m, samples, work, device, size, perceptual)
                                                       for m in models]
     write_report(results, samples, work, output, command or shlex.join(["colorize", *sys.argv[1:]]),

@@ -442,6 +442,11 @@ def model_card(name: str, repo_id: str, filename: str, config: dict[str, Any], s
              f"| `{REPO_CONFIG}` | the config and `files`: the weights colorize-cli loads by default |", ""]
     if trained_on:
         lines += [f"Trained on: {trained_on}.", ""]
+    if study:  # which pretrained networks stand in for the study's (trunk, perceptual loss)
+        from colorize_cli.cards import pretrained_parts
+
+        parts = pretrained_parts(arch, config)
+        lines += [*parts, ""] if parts else []
     if license_ and slug != license_:
         lines += [f"License: {license_}.", ""]
     metrics = entry.metrics if entry else {}

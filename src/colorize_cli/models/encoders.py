@@ -132,8 +132,14 @@ class EfficientNetLite(nn.Module):
         """Remove the ImageNet head (1280-channel conv and classifier): a colorizer uses the trunk only."""
         del self._conv_head, self._bn1, self._fc
 
+    def cut(self, taps: int) -> None:
+        """Keep the trunk up to its ``taps``-th map (3: stride 8) and drop the blocks after it."""
+        self._blocks = self._blocks[: self.taps[taps - 1] + 1]
+        self.taps, self.channels = self.taps[:taps], self.channels[:taps]
+
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Maps at strides 2, 4, 8, 16, 32 (``self.channels`` channels); sides must be multiples of 32."""
+        """Maps at strides 2, 4, 8, 16, 32 (``self.channels`` channels; fewer after :meth:`cut`); sides
+        must be multiples of the deepest stride."""
         h = F.relu6(self._bn0(self._conv_stem(self._stem_pad(x))))
         out = []
         for i, block in enumerate(self._blocks):
@@ -142,10 +148,13 @@ class EfficientNetLite(nn.Module):
                 out.append(h)
         return out
 
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """The 1280-d features the classifier reads (head conv, average pool), (N, 1280)."""
+        return F.relu6(self._bn1(self._conv_head(self.features(x)[-1]))).mean((2, 3))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """ImageNet logits."""
-        h = F.relu6(self._bn1(self._conv_head(self.features(x)[-1])))
-        return self._fc(h.mean((2, 3)))
+        return self._fc(self.pooled(x))
 
 
 # ----- MobileNetV2 (Sandler et al. 2018), torchvision's layout -----
@@ -220,6 +229,11 @@ class MobileNetV2(nn.Module):
         """Remove the ImageNet head (1280-channel conv and classifier): a colorizer uses the trunk only."""
         del self.features_seq[-1], self.classifier
 
+    def cut(self, taps: int) -> None:
+        """Keep the trunk up to its ``taps``-th map (3: stride 8) and drop the layers after it."""
+        self.features_seq = self.features_seq[: self.taps[taps - 1] + 1]
+        self.taps, self.channels = self.taps[:taps], self.channels[:taps]
+
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Maps at strides 2, 4, 8, 16, 32 (``self.channels`` channels)."""
         out = []
@@ -231,10 +245,13 @@ class MobileNetV2(nn.Module):
                 out.append(x)
         return out
 
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """The 1280-d features the classifier reads (head conv, average pool), (N, 1280)."""
+        return self.features_seq[-1](self.features(x)[-1]).mean((2, 3))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """ImageNet logits."""
-        h = self.features_seq[-1](self.features(x)[-1])
-        return self.classifier(h.mean((2, 3)))
+        return self.classifier(self.pooled(x))
 
 
 # ----- the published weights -----
@@ -349,3 +366,24 @@ def gray_stem(encoder: nn.Module) -> nn.Module:
     encoder.stem_bn.running_mean.add_((w * mean).sum((1, 2, 3)))
     encoder.set_stem(conv)
     return encoder
+
+
+STRIDES = (2, 4, 8, 16, 32)  # of the maps :meth:`features` returns
+
+
+def colorizer_trunk(name: str, stride: int = 32, published: bool = False) -> nn.Module:
+    """The trunk a colorizer takes from encoder ``name``: the 1-channel gray stem, no classifier, and
+    nothing past the map at ``stride`` (its ``features`` then ends there). ``published``: with the
+    ImageNet weights (:func:`load_published`, in eval mode), else random (a weights file fills them)."""
+    if stride not in STRIDES:
+        raise ValueError(f"stride {stride}: the encoders' maps are at strides {', '.join(map(str, STRIDES))}")
+    encoder = gray_stem(load_published(name) if published else create_encoder(name))
+    encoder.drop_classifier()
+    encoder.cut(STRIDES.index(stride) + 1)
+    return encoder
+
+
+def load_pretrained_trunk(trunk: nn.Module, name: str, stride: int = 32) -> None:
+    """Fill ``trunk`` (a :func:`colorizer_trunk` of ``name`` at ``stride``) with the published ImageNet
+    weights, strict keys; raises :class:`EncoderWeightsError` (one line) when they are missing."""
+    trunk.load_state_dict(colorizer_trunk(name, stride, published=True).state_dict(), strict=True)

@@ -102,6 +102,9 @@ class ModelSpec:
     size_multiple: int = 1  # inputs are padded to a multiple of this
     fixed_size: int | None = None  # if set, the network only runs at this working size
     options: dict[str, Any] = field(default_factory=dict)
+    # what an option a weights file's config does not name means: the value from before the option
+    # existed (e.g. ``trunk="scratch"`` for files trained before the pretrained trunk), not today's default
+    legacy_options: dict[str, Any] = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -115,15 +118,18 @@ def register_model(
     recipe: Recipe,
     size_multiple: int = 1,
     fixed_size: int | None = None,
+    legacy_options: dict[str, Any] | None = None,
     **options: Any,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Register ``builder(**options)`` under ``name``; used as a decorator on the builder."""
+    """Register ``builder(**options)`` under ``name``; used as a decorator on the builder.
+    ``legacy_options``: see :attr:`ModelSpec.legacy_options`."""
 
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
         _REGISTRY[name] = ModelSpec(
-            name, builder, study, description, recipe, size_multiple, fixed_size, dict(options)
+            name, builder, study, description, recipe, size_multiple, fixed_size, dict(options),
+            dict(legacy_options or {}),
         )
         return builder
 
@@ -149,3 +155,9 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
     """Build the generator registered as ``name``; ``overrides`` replace its default options."""
     spec = get_spec(name)
     return spec.builder(**{**spec.options, **overrides})
+
+
+def saved_options(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
+    """The builder options of a weights file of model ``name`` whose config holds ``options``: what the
+    file does not name takes its :attr:`ModelSpec.legacy_options` value (then the registered default)."""
+    return {**get_spec(name).legacy_options, **(options or {})}

@@ -1,9 +1,10 @@
 """Residual networks: Ehrenberg's ResNet generator and Bharadwaj & Narayana's ResNet-18 regression.
 
 Both are built from He et al.'s basic block (two 3x3 convolutions with batch norm, ReLU, identity
-shortcut), written here because torchvision has no CPU wheel we can depend on. The regression trunk
-keeps torchvision's ``resnet18`` attribute names (``conv1``, ``bn1``, ``layer1``, ``layer2``), so its
-ImageNet weights could be loaded into it (``conv1`` summed over RGB) without renaming.
+shortcut), written here because torchvision has no CPU wheel we can depend on. The regression's
+from-scratch trunk keeps torchvision's ``resnet18`` attribute names (``conv1``, ``bn1``, ``layer1``,
+``layer2``); its default trunk is a pretrained encoder cut at the same stride, since no ResNet-18
+ImageNet weights can be had here.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from colorize_cli.models.common import init_weights
+from colorize_cli.models.encoders import STRIDES, colorizer_trunk, create_encoder, load_pretrained_trunk
 from colorize_cli.models.registry import Recipe, register_model
 
 
@@ -80,6 +82,22 @@ class ResNetGenerator(nn.Module):
         return self.net(x)
 
 
+SCRATCH = "scratch"
+TRUNK_STRIDE = 8  # where the study's cut (after ResNet-18's 6th child, layer2) leaves the image
+STUDY_TRUNK = "an ImageNet-pretrained ResNet-18 cut after its 6th child (conv1 to layer2: stride 8, 128 channels)"
+
+
+def describe_trunk(trunk: str) -> str:
+    """One line for a model card: what the trunk option ``trunk`` is, and what it stands in for."""
+    if trunk == SCRATCH:
+        return ("ResNet-18 conv1 to layer2 (stride 8, 128 channels), trained from scratch: the study's cut "
+                "without its ImageNet weights")
+    encoder = create_encoder(trunk)
+    channels = encoder.channels[STRIDES.index(TRUNK_STRIDE)]
+    return (f"{trunk} (ImageNet-pretrained, 1-channel gray stem) cut at stride {TRUNK_STRIDE} "
+            f"({channels} channels), standing in for {STUDY_TRUNK}: no ResNet-18 weights can be had here")
+
+
 class ResNet18Regression(nn.Module):
     """Bharadwaj & Narayana's method 1: a ResNet-18 trunk cut after its 6th child, and an upsampling head.
 
@@ -92,37 +110,73 @@ class ResNet18Regression(nn.Module):
     the Places colorization code the study follows), parameter-free bilinear upsampling, and Tanh
     instead of the table's final ReLU, since normalised ab is signed. Inputs must be multiples of 8.
 
+    The study's trunk is ImageNet-pretrained; no ResNet-18 weights can be had here, so ``trunk`` names
+    the pretrained encoder that stands in (:mod:`~colorize_cli.models.encoders`, cut at the same stride
+    8, its gray stem; :meth:`load_pretrained` fills it), or ``"scratch"`` for the ResNet layers above
+    trained from scratch (the weights files from before the option). The head's first convolution
+    then takes the encoder's channels (EfficientNet-Lite0: 40) to 2x width.
+
     Args:
         width: channels of conv1 and layer1 (ResNet-18: 64); layer2 and the head scale with it.
+        trunk: ``"scratch"`` or an encoder name (``efficientnet-lite0``, ``mobilenet-v2``...).
+        code_channels: maps concatenated to the trunk's output before the head (a conditional VAE's
+            code, given to :meth:`forward`); 0 for the plain regression.
     """
 
-    def __init__(self, width: int = 64) -> None:
+    def __init__(self, width: int = 64, trunk: str = SCRATCH, code_channels: int = 0) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(1, width, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        self.layer1 = nn.Sequential(BasicBlock(width, width), BasicBlock(width, width))
-        self.layer2 = nn.Sequential(BasicBlock(width, 2 * width, 2), BasicBlock(2 * width, 2 * width))
+        self.trunk_name, self.code_channels = trunk, code_channels
+        if trunk == SCRATCH:
+            self.conv1 = nn.Conv2d(1, width, 7, 2, 3, bias=False)
+            self.bn1 = nn.BatchNorm2d(width)
+            self.relu = nn.ReLU(inplace=True)
+            self.maxpool = nn.MaxPool2d(3, 2, 1)
+            self.layer1 = nn.Sequential(BasicBlock(width, width), BasicBlock(width, width))
+            self.layer2 = nn.Sequential(BasicBlock(width, 2 * width, 2), BasicBlock(2 * width, 2 * width))
+            cut = 2 * width
+            # torchvision's initialisation in the trunk; PyTorch's default in the head, whose smaller
+            # weights keep the final Tanh out of saturation at the start
+            for part in (self.conv1, self.layer1, self.layer2):
+                for m in part.modules():
+                    if isinstance(m, nn.Conv2d):
+                        nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        else:
+            self.encoder = colorizer_trunk(trunk, TRUNK_STRIDE)
+            cut = self.encoder.channels[-1]
         c = 2 * width
-        self.head1 = nn.Sequential(*_conv_bn_relu(c, c, 3))
+        self.head1 = nn.Sequential(*_conv_bn_relu(cut + code_channels, c, 3))
         self.head2 = nn.Sequential(*_conv_bn_relu(c, width, 3), *_conv_bn_relu(width, width, 3),
                                    *_conv_bn_relu(width, width // 2, 3))
         self.head3 = nn.Sequential(nn.Conv2d(width // 2, 2, 3, 1, 1), nn.Tanh())
         self.size_multiple = 8
-        # torchvision's initialisation in the trunk; PyTorch's default in the head, whose smaller
-        # weights keep the final Tanh out of saturation at the start
-        for trunk in (self.conv1, self.layer1, self.layer2):
-            for m in trunk.modules():
-                if isinstance(m, nn.Conv2d):
-                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    @property
+    def pretrained_encoder(self) -> nn.Module | None:
+        """The part :meth:`load_pretrained` fills; None for the from-scratch trunk."""
+        return getattr(self, "encoder", None)
+
+    def load_pretrained(self) -> None:
+        """Fill the trunk with its encoder's published ImageNet weights (nothing to do from scratch)."""
+        if self.pretrained_encoder is not None:
+            load_pretrained_trunk(self.encoder, self.trunk_name, TRUNK_STRIDE)
 
     @staticmethod
     def _up(x: torch.Tensor) -> torch.Tensor:
         return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.layer2(self.layer1(self.maxpool(self.relu(self.bn1(self.conv1(x))))))
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """The features at stride 8 of normalised L."""
+        if self.pretrained_encoder is not None:
+            return self.encoder.features((x + 1) / 2)[-1]  # L/100 as the gray level the encoder expects
+        return self.layer2(self.layer1(self.maxpool(self.relu(self.bn1(self.conv1(x))))))
+
+    def forward(self, x: torch.Tensor, code: torch.Tensor | None = None) -> torch.Tensor:
+        """ab of normalised L; ``code`` (N, code_channels) is replicated over the trunk's map."""
+        h = self.trunk(x)
+        if self.code_channels:
+            if code is None:  # a wrong length is head1's channel error
+                raise ValueError(f"this network takes a code of {self.code_channels} values per image")
+            h = torch.cat([h, code.to(h.dtype)[:, :, None, None].expand(-1, -1, *h.shape[-2:])], dim=1)
         h = self.head2(self._up(self.head1(h)))
         return self._up(self.head3(self._up(h)))
 
@@ -152,12 +206,16 @@ def build_resnet_generator(**options) -> ResNetGenerator:
 @register_model(
     "regression",
     study=f"{_BHARADWAJ}, §2.1-2.3 (method 1)",
-    description="ResNet-18 trunk on L (conv1 to layer2: 128 channels at 1/8 size, no pretraining) + "
-    "upsampling head 128→128→64→64→32→2 (3x3 conv-BN-ReLU, 3 bilinear 2x upsamplings, Tanh; the "
-    "study's table starts at 512, which this cut cannot give); MSE on ab, no discriminator",
+    description="trunk on L at stride 8: EfficientNet-Lite0 (ImageNet-pretrained, gray stem) cut at stride 8 "
+    "(40 channels), standing in for the study's ImageNet ResNet-18 cut after layer2 (stride 8, 128 channels; "
+    "no ResNet-18 weights exist here; trunk=scratch: those ResNet layers from scratch) + upsampling head "
+    "→128→64→64→32→2 (3x3 conv-BN-ReLU, 3 bilinear 2x upsamplings, Tanh; the study's table starts at "
+    "512, which this cut cannot give); MSE on ab, no discriminator",
     recipe=Recipe(recon_loss="mse", recon_weight=1.0, lr=1e-3, betas=(0.9, 0.999)),
     size_multiple=8,
+    legacy_options={"trunk": SCRATCH},
     width=64,
+    trunk="efficientnet-lite0",
 )
 def build_regression(**options) -> ResNet18Regression:
     return ResNet18Regression(**options)
