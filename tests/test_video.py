@@ -40,13 +40,14 @@ def texture(h: int, w: int, seed: int = 0) -> np.ndarray:
 
 
 def make_film(path, size=(64, 48), frames=12, rate=12, audio=True, pix_fmt="yuv420p", codec="libx264",
-              pts=None, time_base=None, rotate=None, sar=None, pan=0, grain=0.0, colour=False):
+              pts=None, time_base=None, rotate=None, sar=None, pan=0, grain=0.0, colour=False,
+              container_format=None):
     """A small gray film: a texture panned by ``pan`` px per frame, with ``grain``; optional sound."""
     w, h = size
     rng = np.random.default_rng(1)
     scene = texture(h, w + pan * frames)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as out:
+    with av.open(str(path), "w", format=container_format) as out:
         video = out.add_stream(codec, rate=rate)
         video.width, video.height, video.pix_fmt = w, h, pix_fmt
         if time_base:

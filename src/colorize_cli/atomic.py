@@ -148,6 +148,30 @@ def fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[bool]:
+    """Hold an exclusive ``flock`` on the file ``path`` (created if needed) for the ``with`` block;
+    yields False, at once, when another process holds it. Whoever removes ``path`` (with the folder
+    it is in) must hold the lock: a process that locked a name since removed tries again."""
+    path = Path(path)
+    while True:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            yield False
+            return
+        if _names_our_file(str(path), fd):
+            break
+        os.close(fd)  # removed by its holder between our open and our lock
+    try:
+        yield True
+    finally:
+        os.close(fd)
+
+
 def remove_stale_parts(folder: Path) -> int:
     """Delete the temporary files that killed runs left in ``folder``; returns how many.
 

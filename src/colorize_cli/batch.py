@@ -26,7 +26,7 @@ from pathlib import Path
 
 from colorize_cli.atomic import remove_stale_parts
 from colorize_cli.data import IMAGE_SUFFIXES
-from colorize_cli.videoio import VIDEO_SUFFIXES, in_work_folder, is_video
+from colorize_cli.videoio import VIDEO_SUFFIXES, in_work_folder, is_video, looks_like_film
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 _GLOB_CHARS = set("*?[")
@@ -49,6 +49,7 @@ class Summary:
     colored_inputs: int = 0  # inputs that already had colour and were colorized from their luminance
     skipped_color: int = 0  # ... or left alone with --skip-color
     skipped_existing: int = 0
+    skipped_busy: int = 0  # films another colorize process was writing
     skipped_not_image: int = 0
     skipped_own_outputs: int = 0  # files named like our outputs where our outputs go
     videos: int = 0  # of the processed inputs, films
@@ -64,6 +65,7 @@ class Summary:
         return {"shard": {"index": self.shard[0], "count": self.shard[1], "images": self.planned},
                 "processed": self.processed, "colored_inputs": self.colored_inputs,
                 "skipped_color": self.skipped_color, "skipped_existing": self.skipped_existing,
+                "skipped_busy": self.skipped_busy,
                 "skipped_not_image": self.skipped_not_image, "skipped_own_outputs": self.skipped_own_outputs,
                 "videos": self.videos, "frames": self.frames, "frames_resumed": self.frames_resumed,
                 "failed": [{"file": f, "reason": r} for f, r in self.failed],
@@ -76,6 +78,7 @@ class Summary:
         if self.colored_inputs:
             parts.append(f"{self.colored_inputs} of them already in colour")
         for n, what in ((self.skipped_existing, "already done"), (self.skipped_color, "in colour, left alone"),
+                        (self.skipped_busy, "being written by another process"),
                         (self.skipped_not_image, "not images"),
                         (self.skipped_own_outputs, "earlier outputs (not colorized again)")):
             if n:
@@ -250,7 +253,7 @@ def plan_jobs(inputs: list, output: Path | None, suffix: str, fmt: str = "same",
                     continue
                 seen.add(resolved)
                 mine = shard_of(_relative(f, rel_root), shard[1]) == shard[0]
-                if f.suffix.lower() not in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
+                if f.suffix.lower() not in IMAGE_SUFFIXES | VIDEO_SUFFIXES or (is_video(f) and not looks_like_film(f)):
                     plan.not_images += mine
                 elif walked and _is_own_output(f, suffix, out_root):
                     plan.own_outputs += mine
@@ -380,13 +383,14 @@ def _outputs_done(job: Job, err=None) -> bool:
     """True if every output of ``job`` is there and whole; an output that is there but not whole (a
     write cut short by an older version, another program) is named through ``err`` and redone."""
     from colorize_cli.imageio import output_problem
+    from colorize_cli.videoio import film_problem
 
     done = True
     for target in job.targets:
-        # a film is joined under a temporary name and renamed when whole: being there is being done
-        problem = (None if target.exists() else "missing") if is_video(target) else output_problem(target)
+        film = is_video(target)
+        problem = film_problem(target, job.source) if film else output_problem(target)
         if problem is not None and problem != "missing" and err is not None:
-            err(f"redoing: {target}: not a complete image ({problem})")
+            err(f"redoing: {target}: not a complete {'film' if film else 'image'} ({problem})")
         done = done and problem is None
     return done
 
@@ -563,6 +567,13 @@ class _Runner:
                     continue
                 for note in result.notes:
                     self.err(f"warning: {job.source}: {note}")
+                if result.busy:
+                    self.err(f"skipped: {job.source}: another colorize process is writing it")
+                    self.summary.skipped_busy += 1
+                    continue
+                if result.done_meanwhile:
+                    self.summary.skipped_existing += 1
+                    continue
                 if result.skipped:
                     self.summary.skipped_color += 1
                     continue

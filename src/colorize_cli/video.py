@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import queue
 import shutil
 import threading
@@ -31,13 +30,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from colorize_cli.atomic import atomic_write, exclusive_lock, remove_stale_parts, write_text
 from colorize_cli.color import denormalize_l, gray_to_l, lab_to_rgb
 from colorize_cli.imageio import Photo
 from colorize_cli.temporal import ChromaStabilizer
-from colorize_cli.videoio import SegmentWriter, VideoError, choose_encoder, join, open_source, work_folder
+from colorize_cli.videoio import (
+    SegmentWriter,
+    VideoError,
+    choose_encoder,
+    film_problem,
+    join,
+    open_source,
+    work_folder,
+)
 
 # luma/chroma weights (Kr, Kb) and FFmpeg's AVColorSpace number of each matrix
 MATRICES = {"bt709": (0.2126, 0.0722, 1), "bt601": (0.299, 0.114, 6)}
+LOCK_NAME = "lock"  # in the work folder: held by the one process writing the film, from start to end
 _LIMITED_GRAY = np.clip(np.round((np.arange(256) - 16) * 255 / 219), 0, 255).astype(np.uint8)
 
 
@@ -58,6 +67,8 @@ class FilmResult:
     resumed_frames: int = 0  # of them, taken from an interrupted run's finished segments
     in_colour: bool = False  # the film already had colour (colorized from its luminance)
     skipped: bool = False  # ... and was left alone (skip_color)
+    busy: bool = False  # another process holds the film's lock: left to it
+    done_meanwhile: bool = False  # another process finished it since the batch was planned
     notes: list[str] = field(default_factory=list)
 
 
@@ -129,12 +140,15 @@ class _Work:
             except (OSError, ValueError):
                 manifest = None
         if manifest is None or manifest.get("settings") != settings:
-            self.restarted = self.dir.exists() and not overwrite
-            shutil.rmtree(self.dir, ignore_errors=True)
+            self.restarted = self.manifest_path.exists() and not overwrite
+            for path in self.dir.iterdir() if self.dir.exists() else []:
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.name != LOCK_NAME:  # ours, held
+                    path.unlink()
             manifest = {"settings": settings, "segments": [], "complete": False}
         self.dir.mkdir(parents=True, exist_ok=True)
-        for stale in self.dir.glob("*.part"):  # left by a kill
-            stale.unlink()
+        remove_stale_parts(self.dir)  # left by a kill
         # finished segments: a prefix whose files are all there
         done = []
         for i, seg in enumerate(manifest["segments"]):
@@ -158,19 +172,11 @@ class _Work:
         """Make segment ``index`` durable: its file, then the state after it, then the manifest."""
         writer.finish()
         state = {**state, "timestamps": torch.tensor(writer.timestamps, dtype=torch.int64).view(-1, 3)}
-        self._atomic(self.state(index), lambda f: torch.save(state, f))
+        with atomic_write(self.state(index)) as f:
+            torch.save(state, f)
         self.manifest["segments"].append({"index": index, "frames": frames, "end": end, "next_pts": next_pts})
         self.manifest["complete"] = next_pts is None
-        self._atomic(self.manifest_path, lambda f: f.write(json.dumps(self.manifest, indent=1).encode()))
-
-    @staticmethod
-    def _atomic(path: Path, write) -> None:
-        tmp = path.with_name(path.name + ".part")
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_text(self.manifest_path, json.dumps(self.manifest, indent=1))
 
 
 def colorize_film(colorizer, source: Path, target: Path, opts: FilmOptions, on_frames=None) -> FilmResult:
@@ -178,7 +184,26 @@ def colorize_film(colorizer, source: Path, target: Path, opts: FilmOptions, on_f
 
     ``on_frames(total, done_now)`` is called with the expected frame count once, then with each
     batch of finished frames. Raises :class:`VideoError` for a film that cannot be read or written.
+    The whole film is written under an exclusive lock in its work folder: a second process on the
+    same film returns at once with ``busy`` set, and one that finds the film finished meanwhile
+    returns with ``done_meanwhile``.
     """
+    with exclusive_lock(work_folder(target) / LOCK_NAME) as held:
+        if not held:
+            return FilmResult(busy=True)
+        if not opts.overwrite and film_problem(target, source) is None:
+            shutil.rmtree(work_folder(target), ignore_errors=True)
+            return FilmResult(done_meanwhile=True)
+        try:
+            return _colorize_film(colorizer, source, target, opts, on_frames)
+        except BaseException:
+            work = work_folder(target)
+            if work.is_dir() and {p.name for p in work.iterdir()} <= {LOCK_NAME}:  # nothing to resume
+                shutil.rmtree(work, ignore_errors=True)
+            raise
+
+
+def _colorize_film(colorizer, source: Path, target: Path, opts: FilmOptions, on_frames) -> FilmResult:
     from colorize_cli import __version__
 
     src = open_source(source)
@@ -220,7 +245,7 @@ def colorize_film(colorizer, source: Path, target: Path, opts: FilmOptions, on_f
             shutil.rmtree(work.dir, ignore_errors=True)
             raise VideoError(f"truncated or damaged: its frames end at {end:.2f} s of {src.duration:.2f} s")
         join([(work.segment(i), work.timestamps(i)) for i in range(len(segments))], source, target,
-             work.dir / f"joined{target.suffix}", _display_matrix(first))
+             _display_matrix(first))
         shutil.rmtree(work.dir, ignore_errors=True)
         return result
     finally:
@@ -385,7 +410,7 @@ class _Pipeline:
             self.stop.set()
             encoder.shutdown(wait=True)
             reader.join(timeout=10)
-            if writer is not None and writer.tmp.exists():
+            if writer is not None and writer.open:
                 writer.abort()
 
 

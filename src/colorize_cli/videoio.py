@@ -7,7 +7,9 @@ size, sample aspect, colour tags, the display matrix (rotation), the audio strea
 exactly) and renames it into place when it is complete; it also records each packet's pts and dts
 (and duration) as the encoder gave them, since NUT cannot store the negative dts of B-frame delay.
 :func:`join` puts the segments' packets, with those timestamps, and the source's audio packets,
-copied untouched, into one file, written under a temporary name and renamed.
+copied untouched, into one file. Both write through :func:`colorize_cli.atomic.atomic_write` (PyAV
+muxes into its file object): whole, synced and renamed, or not there. :func:`film_problem` tells
+a rerun whether an existing output is a whole film.
 """
 
 from __future__ import annotations
@@ -19,12 +21,31 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".m2ts", ".mts",
-                  ".wmv", ".flv", ".3gp", ".ogv", ".dv", ".mxf", ".vob"}
-# muxer by output suffix where FFmpeg's guess from the name is not the one users mean
-MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
+from colorize_cli.atomic import atomic_write
+
+# Each film suffix: FFmpeg's muxer, and the encoders tried for it by default (the first this FFmpeg has).
+# Every one is written by tests/test_video_containers.py. Not here: .dv (DV allows only PAL/NTSC frame
+# sizes) and .mxf (its muxer takes only broadcast sizes and rates): a film cannot be written back as it is.
+CONTAINERS = {
+    ".mp4": ("mp4", ("libx264", "mpeg4")), ".m4v": ("mp4", ("libx264", "mpeg4")),
+    ".mov": ("mov", ("libx264", "mpeg4")), ".mkv": ("matroska", ("libx264", "mpeg4")),
+    ".webm": ("webm", ("libvpx-vp9", "libvpx")), ".avi": ("avi", ("mpeg4",)),  # AVI cannot store B-frame pts
+    ".ts": ("mpegts", ("libx264", "mpeg2video")), ".m2ts": ("mpegts", ("libx264", "mpeg2video")),
+    ".mts": ("mpegts", ("libx264", "mpeg2video")),
+    ".mpg": ("mpeg", ("mpeg2video",)), ".mpeg": ("mpeg", ("mpeg2video",)), ".vob": ("vob", ("mpeg2video",)),
+    ".wmv": ("asf", ("wmv2", "msmpeg4")), ".flv": ("flv", ("libx264", "flv")),
+    ".3gp": ("3gp", ("libx264", "h263")), ".ogv": ("ogg", ("libtheora", "libvpx")),
+}
+VIDEO_SUFFIXES = set(CONTAINERS)
+# what these muxers hold but do not list (they have no codec tag table to query, or a short one)
+_UNLISTED = {"mpegts": {"h264", "hevc", "mpeg4", "av1", "vc1"}, "mpeg": {"mpeg2video"}, "ogg": {"vp8"}}
 # encoders that take a constant-quality --crf, and the default of each (films are kept, not streamed)
 CRF_DEFAULTS = {"libx264": 18, "libx265": 22, "libvpx-vp9": 32, "libvpx": 10, "libsvtav1": 35, "libaom-av1": 32}
+# encoders of the MPEG-2 era: constant quantiser 3 (their default is a 200 kb/s bitrate, far below a kept film)
+QSCALE_DEFAULT = 3
+QSCALE_CODECS = {"mpeg2video", "mpeg1video", "mpeg4", "wmv2", "msmpeg4", "h263", "flv"}
+_QP2LAMBDA = 118
+FRAME_CLOCK_CODECS = {"mpeg1video", "mpeg2video"}  # encoders whose time base must be one frame  # FFmpeg's FF_QP2LAMBDA: global_quality is a quantiser times this
 WORK_SUFFIX = ".parts"
 
 
@@ -34,6 +55,29 @@ class VideoError(Exception):
 
 def is_video(path: Path) -> bool:
     return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def muxer(suffix: str) -> str:
+    """FFmpeg's muxer for a film suffix (one of VIDEO_SUFFIXES)."""
+    return CONTAINERS[suffix.lower()][0]
+
+
+def looks_like_film(path: Path) -> bool:
+    """False for a file with a film suffix that is text (a TypeScript ``app.ts``, an ``.mts`` module):
+    its first 4 KiB decode as UTF-8 and have no NUL byte, which no container's header does. A file
+    that cannot be read counts as a film (its reading fails with the reason)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return True
+    if not head or b"\0" in head:
+        return True
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start >= len(head) - 3  # a character cut by the 4 KiB boundary is still text
+    return False
 
 
 def work_folder(target: Path) -> Path:
@@ -115,6 +159,64 @@ def open_source(path: Path) -> Source:
                   int(frames or 0), duration, slack, stream.sample_aspect_ratio, tags, skipped)
 
 
+def film_problem(target: Path, source: Path) -> str | None:
+    """Why the film ``target`` is not a whole output of ``source`` (None: it is), cheaply: PyAV opens
+    it, it has a video stream, and its video packets end where the source's do. Both ends are found
+    the same way (:func:`_frames_end`: a seek near the end, packets demuxed, not decoded), so they
+    must agree within two frames. A write cut short, by a kill or a full disk in an older version or
+    another program, fails this."""
+    if not Path(target).exists():
+        return "missing"
+    try:
+        src = open_source(source)
+    except VideoError:
+        return None  # nothing to compare with; the job would fail on its source anyway
+    try:
+        expected = _frames_end(src)
+        tolerance = 2 / src.rate + 0.05
+    except VideoError:
+        return None
+    finally:
+        src.close()
+    try:
+        out = open_source(target)
+    except VideoError as exc:
+        return str(exc)
+    try:
+        end = _frames_end(out, hint=expected)
+    except VideoError as exc:
+        return str(exc)
+    finally:
+        out.close()
+    if expected is not None and (end is None or end < expected - tolerance):
+        return "no video packets" if end is None else f"its frames end at {end:.2f} s of {expected:.2f} s"
+    return None
+
+
+def _frames_end(film: Source, hint: float | None = None) -> float | None:
+    """Where the last video packet of ``film`` ends (seconds from the stream's start; None: it has
+    none): packets demuxed from a seek 3 s before ``hint`` (the header's duration by default), or
+    from the start where the seek finds none."""
+    import av
+
+    stream, container = film.stream, film.container
+    start = stream.start_time or 0
+    hint = film.duration if hint is None else hint
+    for seek in ([hint - 3.0] if hint and hint > 3.0 else []) + [None]:
+        try:
+            if seek is not None:
+                container.seek(int(seek / stream.time_base) + start, stream=stream, backward=True)
+            else:
+                container.seek(0, backward=True)
+            ends = [(p.pts + (p.duration or 0) - start) * stream.time_base
+                    for p in container.demux(stream) if p.size and p.pts is not None]
+        except (av.FFmpegError, OSError) as exc:
+            raise VideoError(f"not a readable video ({_first_line(exc)})") from None
+        if ends:
+            return float(max(ends))
+    return None
+
+
 @dataclass
 class Encoding:
     codec: str
@@ -124,10 +226,10 @@ class Encoding:
 
 
 def default_codec(suffix: str) -> str:
-    """H.264 (libx264 where this FFmpeg has it), VP9 for WebM."""
+    """The container's default encoder (:data:`CONTAINERS`): H.264 where it holds it, VP9 for WebM, ..."""
     import av
 
-    wanted = ("libvpx-vp9", "libvpx") if suffix.lower() == ".webm" else ("libx264", "libopenh264", "mpeg4")
+    wanted = CONTAINERS[suffix.lower()][1]
     return next((c for c in wanted if c in av.codecs_available), wanted[-1])
 
 
@@ -157,9 +259,12 @@ def choose_encoder(codec: str | None, target: Path, width: int, height: int, crf
         enc = check_codec(name)
     except ValueError as exc:
         raise VideoError(str(exc)) from None
-    probe = av.open(os.devnull, "w", format=MUXERS.get(suffix) or target.suffix.lstrip(".") or None)
+    if suffix not in CONTAINERS:
+        raise VideoError(f"cannot write {suffix or 'a film without a suffix'} films "
+                         f"(writable: {', '.join(sorted(CONTAINERS))})")
+    probe = av.open(os.devnull, "w", format=muxer(suffix))
     try:
-        if enc.canonical_name not in probe.supported_codecs:
+        if enc.canonical_name not in probe.supported_codecs | _UNLISTED.get(muxer(suffix), set()):
             raise VideoError(f"a {suffix} file cannot hold {enc.canonical_name} video; choose another --codec")
     finally:
         probe.close()
@@ -179,26 +284,37 @@ def choose_encoder(codec: str | None, target: Path, width: int, height: int, crf
         options["crf"] = str(CRF_DEFAULTS[name] if crf is None else crf)
         if name.startswith("libvpx"):
             options["b"] = "0"  # constant quality, no bitrate target
+    elif name in QSCALE_CODECS:
+        options.update(flags="+qscale", global_quality=str(QSCALE_DEFAULT * _QP2LAMBDA))
+        if crf is not None:
+            notes.append(f"--crf is not an option of {name}: constant quantiser {QSCALE_DEFAULT} is used")
     elif crf is not None:
         notes.append(f"--crf is not an option of {name}: its default quality is used")
     return Encoding(name, pix_fmt, options, notes)
 
 
 class SegmentWriter:
-    """Encode frames into ``path`` (NUT); :meth:`finish` flushes and renames the complete file into
-    place, :meth:`abort` removes what was written."""
+    """Encode frames into ``path`` (NUT, by :func:`atomic_write`); :meth:`finish` flushes and renames
+    the complete file into place, :meth:`abort` removes what was written."""
 
     def __init__(self, path: Path, encoding: Encoding, source: Source, colorspace: int, color_range: int):
         import av
 
         self.path = path
-        self.tmp = path.with_name(path.name + ".part")
-        self.out = av.open(str(self.tmp), "w", format="nut", options={"avoid_negative_ts": "disabled"})
+        self._file_cm = atomic_write(path)  # entered here, left by finish (rename) or abort (removal)
+        self._file = self._file_cm.__enter__()
+        self.out = av.open(self._file, "w", format="nut", options={"avoid_negative_ts": "disabled"})
         self.timestamps: list[tuple[int, int, int]] = []  # (pts, dts, duration) of each packet, source time base
         self.stream = self.out.add_stream(encoding.codec, rate=source.rate)
         cc = self.stream.codec_context
         cc.width, cc.height, cc.pix_fmt = source.width, source.height, encoding.pix_fmt
         self.stream.time_base = cc.time_base = source.time_base
+        # MPEG-1/2 count time in frames: their encoder gets a time base of one frame, and each packet
+        # gets its frame's own timestamp back (they have no B-frames by default: dts == pts)
+        self._source_pts: dict[int, int] | None = None
+        if encoding.codec in FRAME_CLOCK_CODECS:
+            cc.time_base = 1 / Fraction(source.rate).limit_denominator(1001)
+            self._source_pts, self._last = {}, None
         if source.sar:
             cc.sample_aspect_ratio = source.sar
         cc.colorspace, cc.color_range = colorspace, color_range
@@ -209,40 +325,55 @@ class SegmentWriter:
         self._durations: dict[int, int] = {}  # encoders do not pass a frame's duration on to its packet
 
     def encode(self, frame, duration: int = 0) -> None:
+        if self._source_pts is not None:
+            tb = self.stream.codec_context.time_base
+            ticks = round(frame.pts * frame.time_base / tb)
+            ticks = ticks if self._last is None or ticks > self._last else self._last + 1
+            self._source_pts[ticks], self._last = frame.pts, ticks
+            frame.pts, frame.time_base = ticks, tb
         self._durations[frame.pts] = duration
         self._mux(self.stream.encode(frame))
 
     def _mux(self, packets) -> None:
         for packet in packets:
-            duration = packet.duration or self._durations.pop(packet.pts, 0)
+            if self._source_pts is None:
+                duration = packet.duration or self._durations.pop(packet.pts, 0)
+            else:  # the frame's duration as given, in the source's time base
+                duration = self._durations.pop(packet.pts, 0)
+                packet.time_base = self.stream.time_base
+                packet.pts = packet.dts = self._source_pts.pop(packet.pts)
+                packet.duration = duration
             self.timestamps.append((packet.pts, packet.dts, duration))
             self.out.mux(packet)
 
-    def finish(self) -> None:
-        self._mux(self.stream.encode(None))
-        self.out.close()
-        _fsync(self.tmp)
-        os.replace(self.tmp, self.path)
+    @property
+    def open(self) -> bool:
+        return self._file_cm is not None
 
-    def abort(self) -> None:
+    def finish(self) -> None:
+        try:
+            self._mux(self.stream.encode(None))
+            self.out.close()
+        except BaseException as exc:
+            self.abort(exc)
+            raise
+        cm, self._file_cm = self._file_cm, None
+        cm.__exit__(None, None, None)
+
+    def abort(self, exc: BaseException | None = None) -> None:
         with contextlib.suppress(Exception):  # the file is removed either way
             self.out.close()
-        self.tmp.unlink(missing_ok=True)
+        cm, self._file_cm = self._file_cm, None
+        if cm is not None:
+            exc = exc or VideoError("aborted")
+            with contextlib.suppress(BaseException):
+                cm.__exit__(type(exc), exc, exc.__traceback__)
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def join(segments: list[tuple[Path, list]], source: Path, target: Path, tmp: Path,
-         display_matrix: list[int] | None) -> None:
+def join(segments: list[tuple[Path, list]], source: Path, target: Path, display_matrix: list[int] | None) -> None:
     """Write ``target``: the video packets of the segments (path, the writer's ``timestamps``) in
     order, the source's audio packets copied, the container and stream metadata and the display
-    matrix kept. Written to ``tmp`` first, then renamed.
+    matrix kept. Written by :func:`colorize_cli.atomic.atomic_write`: whole or not at all.
     """
     import av
 
@@ -252,7 +383,7 @@ def join(segments: list[tuple[Path, list]], source: Path, target: Path, tmp: Pat
         template = first.streams.video[0]
         extradata = template.codec_context.extradata
         video_in = next(s for s in src.streams.video if not s.disposition & av.stream.Disposition.attached_pic)
-        with av.open(str(tmp), "w", format=MUXERS.get(target.suffix.lower())) as out:
+        with atomic_write(target) as f, av.open(f, "w", format=muxer(target.suffix)) as out:
             out.metadata.update(src.metadata)
             video = out.add_stream_from_template(template)
             video.time_base = video_in.time_base
@@ -301,8 +432,3 @@ def join(segments: list[tuple[Path, list]], source: Path, target: Path, tmp: Pat
     finally:
         first.close()
         src.close()
-    _fsync(tmp)
-    from colorize_cli.imageio import _UMASK
-
-    os.chmod(tmp, 0o666 & ~_UMASK)
-    os.replace(tmp, target)
