@@ -428,3 +428,17 @@ def test_inputs_that_share_a_stem_keep_their_names_when_in_different_shards(tmp_
                      "--model", tiny_weights, "--json")
         assert result.exit_code == 0 and summary(result.stdout)["processed"] == 1, result.output
     assert sorted(p.name for p in assert_all_whole(tmp_path / "out")) == ["hopper_color.png", "hopper_jpg_color.png"]
+
+
+def test_colour_inputs_whose_outputs_fail_are_not_counted_as_colorized(tmp_path, tiny_weights):
+    """'N colorized, M of them already in colour' counts only outputs that were written."""
+    for i in range(3):
+        make_photo(tmp_path / "in" / f"c{i}.png", size=(160, 120), seed=i, mode="RGB")
+    proc = child("--fsize", 1_000, "--", tmp_path / "in", "--output", tmp_path / "out", "--model", tiny_weights,
+                 "--json")
+    assert proc.returncode == 1 and len(failed(proc.stderr)) == 3
+    s = summary(proc.stdout)
+    assert (s["processed"], s["colored_inputs"]) == (0, 0)
+    result = run(tmp_path / "in", "--output", tmp_path / "out", "--model", tiny_weights, "--json")
+    s = summary(result.stdout)
+    assert (s["processed"], s["colored_inputs"]) == (3, 3)

@@ -450,6 +450,7 @@ class _Runner:
             return
         with self.lock:
             self.summary.processed += 1
+            self.summary.colored_inputs += photo.is_color  # "N colorized, M of them already in colour"
             self._advance()
 
     def run(self, jobs: list[Job]) -> None:
@@ -497,12 +498,10 @@ class _Runner:
                         continue
                     for note in photo.notes:
                         self.err(f"warning: {job.source}: {note}")
-                    if photo.is_color:
-                        if self.opts.skip_color:
-                            self.summary.skipped_color += 1
-                            self._advance()
-                            continue
-                        self.summary.colored_inputs += 1
+                    if photo.is_color and self.opts.skip_color:
+                        self.summary.skipped_color += 1
+                        self._advance()
+                        continue
                     group = groups.setdefault(self.c.working_shape(photo), [])
                     group.append((job, photo))
                     if len(group) >= self.opts.batch_size or sum(map(len, groups.values())) >= window:
