@@ -192,3 +192,42 @@ def test_a_batch_too_small_for_a_batch_norm_bottleneck_is_a_clear_error(tmp_path
                                       str(tmp_path / "run"), "--size", "128", "--batch-size", "1", "--steps", "1"])
     assert result.exit_code == 1
     assert "--batch-size 1 at --size 128: pix2pix's bottleneck is 1x1 with batch norm" in result.output
+
+
+def test_init_starts_the_generator_from_given_weights_and_records_them(tmp_path):
+    data = _folder(tmp_path / "data", n=4)
+    base = ["train", "--dataset", str(data), "--steps", "2", "--batch-size", "2", "--size", "32",
+            "--checkpoint-every", "2"]
+    first = tmp_path / "first"
+    result = CliRunner().invoke(app, [*base, "--model", "unet-sn", "--output", str(first)])
+    assert result.exit_code == 0, result.output
+    start, _ = load_generator(first / "unet-sn.safetensors")
+    # a 0-step run from --init exports the given weights unchanged (fp16 in, fp16 out)
+    same = Trainer(TrainConfig(model="unet-sn", dataset=str(data), output=str(tmp_path / "same"),
+                               init=str(first / "unet-sn.safetensors")))
+    for (k, a), b in zip(start.state_dict().items(), same.generator.state_dict().values()):
+        assert torch.equal(a, b), k
+    scratch = Trainer(TrainConfig(model="unet-sn", dataset=str(data), output=str(tmp_path / "scratch"), seed=5))
+    assert not all(torch.equal(a, b) for a, b in zip(start.state_dict().values(),
+                                                     scratch.generator.state_dict().values()))
+    # unet-bn has unet-sn's generator: fine-tuning one from the other's weights works and is recorded
+    tuned = tmp_path / "tuned"
+    result = CliRunner().invoke(app, [*base, "--model", "unet-bn", "--output", str(tuned),
+                                      "--init", str(first / "unet-sn.safetensors")])
+    assert result.exit_code == 0, result.output
+    assert load_generator(tuned / "unet-bn.safetensors")[1]["init"] == str(first / "unet-sn.safetensors")
+
+
+def test_init_from_weights_of_another_architecture_is_one_clear_line(tmp_path):
+    data = _folder(tmp_path / "data", n=4)
+    first = tmp_path / "first"
+    base = ["train", "--dataset", str(data), "--steps", "1", "--batch-size", "2", "--size", "32"]
+    assert CliRunner().invoke(app, [*base, "--model", "unet-sn", "--output", str(first)]).exit_code == 0
+    result = CliRunner().invoke(app, [*base, "--model", "resnet-patchgan", "--output", str(tmp_path / "b"),
+                                      "--init", str(first / "unet-sn.safetensors")])
+    assert result.exit_code == 1
+    assert f"--init {first / 'unet-sn.safetensors'}: its weights do not fit resnet-patchgan" in result.output
+    assert "Traceback" not in result.output
+    result = CliRunner().invoke(app, [*base, "--model", "unet-sn", "--output", str(tmp_path / "c"),
+                                      "--init", "no-such-model"])
+    assert result.exit_code == 1 and "--init no-such-model: unknown model 'no-such-model'" in result.output

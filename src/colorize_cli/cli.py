@@ -237,6 +237,10 @@ def train(
                                             "LPIPS's form on its features, no learned weights), or auto: "
                                             "lpips where its weights can be had, else efficientnet-lite0. "
                                             "The weights record which.")] = "auto",
+    init: Annotated[str | None, typer.Option(metavar="WEIGHTS", help="Start the generator from these "
+                                             "weights (a model name of 'colorize models', a .safetensors "
+                                             "file or hf://...) instead of from scratch: fine-tune a "
+                                             "model on your photos. Its options come along.")] = None,
     push_to_hub: Annotated[str | None, typer.Option(metavar="OWNER/REPO", help="When training ends, "
                                                     "upload the weights, config and a model card to this "
                                                     "Hugging Face repo (token: HF_TOKEN or 'hf auth "
@@ -270,7 +274,7 @@ def train(
                          batch_size=batch_size, size=size, lr=lr, val=str(val) if val else None,
                          checkpoint_every=checkpoint_every, rebalance=rebalance, seed=seed, threads=threads,
                          gan_loss=gan_loss, blur=blur, equalize=equalize, amp=amp, perceptual=perceptual,
-                         model_options=_model_options(model_option))
+                         model_options=_model_options(model_option), init=init)
     push_to_hub = push_to_hub if is_main_process() else None  # under torchrun, rank 0 alone uploads
     if push_to_hub:
         from colorize_cli.hub import check_can_push

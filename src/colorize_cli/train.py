@@ -45,7 +45,7 @@ from colorize_cli.losses import (
     l1_loss,
     reconstruction_loss,
 )
-from colorize_cli.models import ModelSpec, create_discriminator, create_model, get_spec
+from colorize_cli.models import ModelSpec, create_discriminator, create_model, get_spec, saved_options
 from colorize_cli.models.encoders import ENCODERS, EncoderWeightsError
 from colorize_cli.preprocess import prepare_l
 from colorize_cli.weights import export_generator
@@ -78,6 +78,7 @@ class TrainConfig:
     encoder_lr: float = 1.0  # the pretrained encoder's learning rate, as a multiple of --lr
     source_balance: float = 0.5  # within a dataset, source folder s is drawn ∝ n_s ** this (0 = equal, 1 = by size)
     perceptual: str = "auto"  # a perceptual term's distance: auto | lpips | an encoder name (PERCEPTUAL_LOSSES)
+    init: str | None = None  # start the generator from these weights (a weights.toml name or a file)
 
 
 class TrainSetupError(ValueError):
@@ -197,15 +198,26 @@ class Trainer:
         if self.recipe.perceptual_weight:
             self.perceptual, self.perceptual_name = load_perceptual(config.model, config.perceptual)
         torch.manual_seed(config.seed)
+        init_state, init_options = _read_init(config.init) if config.init else (None, None)
+        # the builder options: --model-option, else those of the --init weights, else the registered ones
+        self.model_options = config.model_options if config.model_options is not None else init_options
+        misfit = f"--init {config.init}: its weights do not fit {config.model}"
         try:
-            self.generator = create_model(config.model, **(config.model_options or {}))
-        except (TypeError, ValueError) as exc:  # an unknown option or value of --model-option
-            raise TrainSetupError(f"--model-option {config.model_options}: {config.model}: {exc}") from exc
+            self.generator = create_model(config.model, **(self.model_options or {}))
+        except (TypeError, ValueError) as exc:  # an unknown option or value of --model-option (or --init's)
+            if config.model_options is None and init_options:
+                raise TrainSetupError(f"{misfit} (options {init_options}: {exc})") from exc
+            raise TrainSetupError(f"--model-option {self.model_options}: {config.model}: {exc}") from exc
         # the part a model starts from published weights (``load_pretrained``); None when it has none
         self.encoder = getattr(self.generator, "pretrained_encoder", None)
         if (config.freeze_encoder or config.encoder_lr != 1.0) and self.encoder is None:
             raise TrainSetupError(f"--freeze-encoder/--encoder-lr: {config.model} has no pretrained encoder")
-        if config.pretrained and self.encoder is not None:
+        if init_state is not None:
+            try:
+                self.generator.load_state_dict(init_state)
+            except RuntimeError as exc:
+                raise TrainSetupError(f"{misfit} with options {self.model_options or {}} (other layers)") from exc
+        elif config.pretrained and self.encoder is not None:
             try:
                 self.generator.load_pretrained()
             except EncoderWeightsError as exc:
@@ -312,7 +324,7 @@ class Trainer:
             legacy = " ".join(f"--model-option {k}={v}" for k, v in self.spec.legacy_options.items())
             hint = f"; a checkpoint from before that option needs {legacy}" if legacy else ""
             raise ValueError(f"checkpoint's generator does not fit {self.config.model} with options "
-                             f"{self.config.model_options or {}}{hint}") from exc
+                             f"{self.model_options or {}}{hint}") from exc
         self.opt_g.load_state_dict(state["opt_g"])
         if self.encoder is not None:  # a later phase may unfreeze the encoder or change its rate
             lr = self.config.lr or self.recipe.lr
@@ -480,6 +492,20 @@ class Trainer:
         return summary
 
 
+def _read_init(source: str) -> tuple[dict[str, torch.Tensor], dict | None]:
+    """The generator weights and builder options of ``--init`` (a weights.toml name, a file or an
+    ``hf://`` reference), as float32; a one-line :class:`TrainSetupError` when they cannot be had."""
+    from colorize_cli.hub import resolve
+    from colorize_cli.weights import load_generator
+
+    try:
+        net, config = load_generator(resolve(source))
+    except (KeyError, OSError, ValueError, RuntimeError) as exc:
+        reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        raise TrainSetupError(f"--init {source}: {reason}") from exc
+    return net.state_dict(), saved_options(config["arch"], config.get("options")) or None
+
+
 def save_grid(rows: list[np.ndarray], path: Path, columns: int = 8) -> None:
     """Save a grid: for each image a column of (gray, colorized, truth); ``rows`` are (N,H,W,3)."""
     n = min(len(rows[0]), columns)
@@ -566,7 +592,9 @@ def _train(config: TrainConfig, resume: bool, device: str, progress: bool, world
             extra["perceptual_loss"] = trainer.perceptual_name  # lpips, or the encoder of the LPIPS-form distance
         if config.equalize:
             extra["equalize_l"] = True  # the network expects equalised L: the Colorizer does it too
-        options = config.model_options
+        if config.init:
+            extra["init"] = config.init  # the weights the run started from
+        options = trainer.model_options
         export_generator(trainer.generator, config.model, export_path, extra, options)
         export_generator(trainer.generator, config.model,
                          trainer.out / "snapshots" / f"step_{trainer.step:07d}.safetensors", extra, options)
