@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import torch
 from conftest import make_photo
 from PIL import Image
 from typer.testing import CliRunner
@@ -45,3 +46,24 @@ def test_eval_scores_models_beside_gray_and_the_cards_compare_them(tmp_path, tin
     model_row = next(r for r in table if r.startswith(f"| {tiny_weights} |"))
     assert "steps" in model_row and " M |" in model_row
     assert (tmp_path / "docs" / "img" / "tiny-strip.png").exists()
+
+
+def test_the_card_of_a_fine_tuned_model_counts_both_phases(tmp_path):
+    from colorize_cli.models import create_model
+    from colorize_cli.weights import export_generator
+
+    torch.manual_seed(0)
+    extra = {"step": 3, "train_batch": 2, "train_size": 32, "train_seconds": 60, "init": "the earlier tiny weights",
+             "init_trained": "5 steps × 2 at 32 px on other photos", "init_train_seconds": 120}
+    weights = export_generator(create_model("unet-sn", width=4).eval(), "unet-sn", tmp_path / "tuned.safetensors",
+                               extra, options={"width": 4})
+    make_photo(tmp_path / "gt" / "p0.jpg", size=(40, 40), seed=0)
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["eval", "--data", str(tmp_path / "gt"), "--model", str(weights),
+                                      "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    write_cards(out, tmp_path / "models.md")
+    text = (tmp_path / "models.md").read_text()
+    row = next(r for r in text.splitlines() if r.startswith(f"| {weights} |"))
+    assert "| 3 steps × 2 at 32 px after 5 steps × 2 at 32 px on other photos | 3 min |" in row
+    assert "- Fine-tuned from: the earlier tiny weights" in text

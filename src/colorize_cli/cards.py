@@ -96,10 +96,13 @@ def write_cards(report: Path, output: Path) -> None:
         params = sum(p.numel() for p in create_model(arch, **options).parameters())
         entry = entries.get(name)
         batch = f" × {config['train_batch']}" if "train_batch" in config else ""
-        wall = f"{config['train_seconds'] / 60:.0f} min" if "train_seconds" in config else "?"
+        seconds = config["train_seconds"] + config.get("init_train_seconds", 0) if "train_seconds" in config else None
+        wall = f"{seconds / 60:.0f} min" if seconds is not None else "?"
+        trained = f"{config.get('step', '?')} steps{batch} at {config.get('train_size', '?')} px"
+        if config.get("init_trained"):  # fine-tuned from earlier weights: both phases
+            trained += f" after {config['init_trained']}"
         table.append(f"| {name} | {params / 1e6:.2f} M | {path.stat().st_size / 1e6:.1f} MB | "
-                     f"{config.get('step', '?')} steps{batch} at {config.get('train_size', '?')} px | {wall} | "
-                     f"{scores} | {m['images_per_s']:.1f} |")
+                     f"{trained} | {wall} | {scores} | {m['images_per_s']:.1f} |")
         img = output.parent / "img" / f"{Path(name).stem}-strip.png"
         _strip(report, name, picks, img)
         cards += [
@@ -110,6 +113,7 @@ def write_cards(report: Path, output: Path) -> None:
             f"- Parameters: {params / 1e6:.2f} M; weights file {path.stat().st_size / 1e6:.1f} MB (fp16 safetensors)",
             (f"- Trained on: {config.get('trained_on', entry.trained_on if entry else '?')}, "
             f"{config.get('step', '?')} steps at {config.get('train_size', '?')} px"),
+            *([f"- Fine-tuned from: {config['init']}"] if config.get("init_trained") else []),
             (f"- On {int(m['n'])} images: PSNR {m['psnr']:.2f} dB, ΔE2000 {m['de2000']:.2f}, AuC {m['auc']:.2f}, "
             f"CF {m['cf']:.1f} (truth {m['cf_gt']:.1f}, ΔCF {m['dcf']:.1f}), grayish {m['grayish']:.3f}"),
             (f"- Speed (whole pipeline from files, this machine): {m['images_per_s']:.1f} images/s, "
