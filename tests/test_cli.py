@@ -164,3 +164,14 @@ def test_help_lists_sub_commands():
     assert result.exit_code == 0
     for word in ("train", "eval", "models"):
         assert word in result.output
+
+
+def test_an_output_folder_under_a_file_is_one_failure_line(tmp_path, tiny_weights):
+    src = make_photo(tmp_path / "photo.jpg", size=(40, 30))
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    result = run(src, "--model", tiny_weights, "--output", blocker / "out")
+    assert result.exit_code == 1
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert [ln for ln in lines if not ln.startswith("done:")] == [f"failed: {src}: Not a directory ({blocker / 'out'})"]
+    assert blocker.read_text() == "not a folder"

@@ -17,19 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from colorize_cli.color import lab_to_rgb, rgb_to_lab
 from colorize_cli.data import find_images
-from colorize_cli.perceptual import EncoderDistance, WeightsUnavailable, lpips_distance
-
-
-def _crop(path, size: int) -> np.ndarray:
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        side = min(im.size)
-        left, top = (im.width - side) // 2, (im.height - side) // 2
-        return np.asarray(im.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.BICUBIC))
+from colorize_cli.evaluate import centre_square
+from colorize_cli.perceptual import WeightsUnavailable, encoder_distance, lpips_distance
 
 
 def main() -> None:
@@ -42,7 +34,7 @@ def main() -> None:
     torch.set_grad_enabled(False)
     files = find_images(Path(args.folder))
     files = [files[round(i * (len(files) - 1) / max(1, args.count - 1))] for i in range(min(args.count, len(files)))]
-    t_truth = torch.from_numpy(np.stack([_crop(f, args.size) for f in files])).permute(0, 3, 1, 2).float() / 255
+    t_truth = torch.from_numpy(np.stack([np.asarray(centre_square(f, args.size)) for f in files])).permute(0, 3, 1, 2).float() / 255
     lab = rgb_to_lab(t_truth)
     lum, a, b = lab.unbind(1)
     turn = math.radians(60)
@@ -52,7 +44,6 @@ def main() -> None:
         "hue turned 60 degrees": (a * math.cos(turn) - b * math.sin(turn), a * math.sin(turn) + b * math.cos(turn)),
         "1.3x chroma": (1.3 * a, 1.3 * b),
     }
-    distance = EncoderDistance(args.encoder)
     try:
         lpips_distance(t_truth[:1], t_truth[:1])
         has_lpips = True
@@ -63,7 +54,7 @@ def main() -> None:
     for name, (va, vb) in variants.items():
         t = lab_to_rgb(torch.stack([lum, va, vb], dim=1))
         l1 = float(torch.cat([va - a, vb - b]).abs().mean() / 110)
-        d = float(distance(t, t_truth).mean())
+        d = float(encoder_distance(t, t_truth, args.encoder).mean())
         extra = f"  {float(lpips_distance(t, t_truth).mean()):.4f}" if has_lpips else ""
         print(f"{name:24} {l1:12.4f} {d:28.4f}{extra}")
 

@@ -113,7 +113,7 @@ def write_cards(report: Path, output: Path) -> None:
             f"- Parameters: {params / 1e6:.2f} M; weights file {path.stat().st_size / 1e6:.1f} MB (fp16 safetensors)",
             (f"- Trained on: {config.get('trained_on', entry.trained_on if entry else '?')}, "
             f"{config.get('step', '?')} steps at {config.get('train_size', '?')} px"),
-            *([f"- Fine-tuned from: {config['init']}"] if config.get("init_trained") else []),
+            *([f"- Fine-tuned from: {config['init']}"] if config.get("init") else []),
             (f"- On {int(m['n'])} images: PSNR {m['psnr']:.2f} dB, ΔE2000 {m['de2000']:.2f}, AuC {m['auc']:.2f}, "
             f"CF {m['cf']:.1f} (truth {m['cf_gt']:.1f}, ΔCF {m['dcf']:.1f}), grayish {m['grayish']:.3f}"),
             (f"- Speed (whole pipeline from files, this machine): {m['images_per_s']:.1f} images/s, "

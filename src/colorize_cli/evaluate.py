@@ -41,6 +41,15 @@ class ModelResult:
     ms_per_mp: float | None = None
 
 
+def centre_square(path: Path, size: int = EVAL_SIZE) -> Image.Image:
+    """The protocol's ground truth of a photo: upright (EXIF), RGB, its centre square resized to ``size``."""
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im).convert("RGB")
+        side = min(im.size)
+        left, top = (im.width - side) // 2, (im.height - side) // 2
+        return im.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.BICUBIC)
+
+
 def prepare(data: Path, work: Path, limit: int | None = None) -> list[tuple[str, np.ndarray, Path]]:
     """Ground truths and their gray PNG inputs: ``[(name, truth uint8 256x256x3, gray_png_path)]``."""
     files = find_images(data)
@@ -50,11 +59,7 @@ def prepare(data: Path, work: Path, limit: int | None = None) -> list[tuple[str,
     out = []
     (work / "input").mkdir(parents=True, exist_ok=True)
     for f in files:
-        with Image.open(f) as im:
-            im = ImageOps.exif_transpose(im).convert("RGB")
-            side = min(im.size)
-            left, top = (im.width - side) // 2, (im.height - side) // 2
-            im = im.crop((left, top, left + side, top + side)).resize((EVAL_SIZE, EVAL_SIZE), Image.Resampling.BICUBIC)
+        im = centre_square(f)
         gray_path = work / "input" / f"{f.stem}.png"
         save_pil(im.convert("L"), gray_path)
         out.append((f.stem, np.asarray(im), gray_path))

@@ -329,7 +329,7 @@ def output_problem(path: Path) -> str | None:
             with Image.open(f) as im:
                 fmt = im.format
                 ends = _tiff_end(im) if fmt == "TIFF" else None
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # under a file: it cannot be there either
         return "missing"
     except UnidentifiedImageError:
         return "not an image Pillow knows"
