@@ -235,6 +235,45 @@ def test_auto_uses_the_encoder_distance_without_lpips_and_the_weights_and_card_s
                             perceptual="mobilenet-v2")).resume()
 
 
+def test_perceptual_weight_is_used_recorded_and_carded(tmp_path):
+    for i in range(2):
+        make_photo(tmp_path / "data" / f"p{i}.png", size=(160, 160), seed=i)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "--model", "pix2pix-lpips", "--dataset", str(tmp_path / "data"),
+                                      "--output", str(out), "--size", "128", "--batch-size", "2", "--steps", "1",
+                                      "--model-option", "width=4", "--perceptual", "efficientnet-lite0",
+                                      "--perceptual-weight", "5"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "pix2pix-lpips.json").read_text())
+    assert saved["perceptual_weight"] == 5.0 and saved["perceptual_loss"] == "efficientnet-lite0"
+    assert "at weight 5, not the study's 50 (--perceptual-weight)" in pretrained_parts("pix2pix-lpips", saved)[0]
+    # the weight is the one the generator loss uses: 5 x the distance, where the recipe's 50 gives ten times more
+    rgb = _photos(2, 128)
+    l_norm, ab = rgb_to_model_input(rgb)
+    losses = {}
+    for weight in (5.0, 50.0):
+        torch.manual_seed(0)
+        trainer = Trainer(TrainConfig(model="pix2pix-lpips", dataset="", output=str(tmp_path / f"w{weight}"),
+                                      size=128, model_options={"width": 4}, discriminator_options={"width": 8},
+                                      perceptual="efficientnet-lite0", perceptual_weight=weight))
+        logs = trainer.train_step(l_norm, ab)
+        losses[weight] = logs["loss_g"] - logs["loss_adv"] - 100 * logs["loss_l1"], logs["loss_perceptual"]
+    for weight, (term, distance) in losses.items():
+        assert term == pytest.approx(weight * distance, rel=1e-3), (weight, term, distance)
+    # 0 turns the term off (no encoder is loaded), a model without one gets one, a negative weight is one line
+    off = Trainer(TrainConfig(model="pix2pix-lpips", dataset="", output=str(tmp_path / "off"), size=128,
+                              model_options={"width": 4}, perceptual_weight=0.0))
+    assert off.perceptual is None and "loss_perceptual" not in off.train_step(l_norm, ab)
+    assert pretrained_parts("pix2pix-lpips", {"perceptual_weight": 0.0}) == [
+        "- Perceptual loss: off (--perceptual-weight 0; the study's weight is 50)"]
+    added = Trainer(TrainConfig(model="unet-sn", dataset="", output=str(tmp_path / "sn"), size=64,
+                                model_options={"width": 4}, perceptual="efficientnet-lite0", perceptual_weight=2.0))
+    assert added.perceptual_name == "efficientnet-lite0"
+    with pytest.raises(TrainSetupError, match="--perceptual-weight -1.0: use a weight >= 0"):
+        Trainer(TrainConfig(model="pix2pix-lpips", dataset="", output=str(tmp_path / "neg"), size=128,
+                            perceptual_weight=-1.0))
+
+
 def test_a_few_steps_with_the_encoder_distance_lower_the_perceptual_loss(tmp_path):
     torch.manual_seed(0)
     trainer = Trainer(TrainConfig(model="pix2pix-lpips", dataset="", output=str(tmp_path / "run"), size=128,

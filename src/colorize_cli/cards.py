@@ -44,7 +44,9 @@ def pretrained_parts(arch: str, config: dict) -> list[str]:
     options = saved_options(arch, config.get("options"))
     if "trunk" in options:
         lines.append(f"- Trunk: {describe_trunk(options['trunk'])}")
-    if get_spec(arch).recipe.perceptual_weight:
+    study_weight = get_spec(arch).recipe.perceptual_weight
+    weight = config.get("perceptual_weight", study_weight)  # files from before --perceptual-weight: the recipe's
+    if study_weight or weight:
         loss = config.get("perceptual_loss")
         if loss == "lpips":
             what = "the official LPIPS (v0.1, AlexNet, learned weights), as the study"
@@ -54,6 +56,10 @@ def pretrained_parts(arch: str, config: dict) -> list[str]:
                     "whose AlexNet weights could not be had")
         else:
             what = "not recorded in the weights"
+        if not weight:
+            what = f"off (--perceptual-weight 0; the study's weight is {study_weight:g})"
+        elif weight != study_weight:
+            what += f"; at weight {weight:g}, not the study's {study_weight:g} (--perceptual-weight)"
         lines.append(f"- Perceptual loss: {what}")
     return lines
 

@@ -237,6 +237,10 @@ def train(
                                             "LPIPS's form on its features, no learned weights), or auto: "
                                             "lpips where its weights can be had, else efficientnet-lite0. "
                                             "The weights record which.")] = "auto",
+    perceptual_weight: Annotated[float | None, typer.Option(help="The perceptual term's weight in the "
+                                                           "generator loss (default: the recipe's, e.g. "
+                                                           "pix2pix-lpips' 50; 0 turns it off; a model without "
+                                                           "one gets one). The weights record it.")] = None,
     init: Annotated[str | None, typer.Option(metavar="WEIGHTS", help="Start the generator from these "
                                              "weights (a model name of 'colorize models', a .safetensors "
                                              "file or hf://...) instead of from scratch: fine-tune a "
@@ -274,6 +278,7 @@ def train(
                          batch_size=batch_size, size=size, lr=lr, val=str(val) if val else None,
                          checkpoint_every=checkpoint_every, rebalance=rebalance, seed=seed, threads=threads,
                          gan_loss=gan_loss, blur=blur, equalize=equalize, amp=amp, perceptual=perceptual,
+                         perceptual_weight=perceptual_weight,
                          model_options=_model_options(model_option), init=init)
     push_to_hub = push_to_hub if is_main_process() else None  # under torchrun, rank 0 alone uploads
     if push_to_hub:

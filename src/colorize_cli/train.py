@@ -19,7 +19,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +78,7 @@ class TrainConfig:
     encoder_lr: float = 1.0  # the pretrained encoder's learning rate, as a multiple of --lr
     source_balance: float = 0.5  # within a dataset, source folder s is drawn ∝ n_s ** this (0 = equal, 1 = by size)
     perceptual: str = "auto"  # a perceptual term's distance: auto | lpips | an encoder name (PERCEPTUAL_LOSSES)
+    perceptual_weight: float | None = None  # the perceptual term's weight; None: the recipe's (0 = off)
     init: str | None = None  # start the generator from these weights (a weights.toml name or a file)
 
 
@@ -192,6 +193,10 @@ class Trainer:
         self.channels_last = self.device.type == "cuda"
         self.spec = get_spec(config.model)
         self.recipe = self.spec.recipe.with_gan_loss(config.gan_loss) if config.gan_loss else self.spec.recipe
+        if config.perceptual_weight is not None:
+            if not config.perceptual_weight >= 0:
+                raise TrainSetupError(f"--perceptual-weight {config.perceptual_weight}: use a weight >= 0 (0 = off)")
+            self.recipe = replace(self.recipe, perceptual_weight=config.perceptual_weight)
         check_train_size(self.spec, config.size)
         check_batch(self.spec, config.size, config.batch_size, world.size)
         self.perceptual, self.perceptual_name = None, None
@@ -316,6 +321,9 @@ class Trainer:
         if saved_p != self.perceptual_name:
             raise ValueError(f"checkpoint was trained with the perceptual loss {saved_p}, this run has "
                              f"{self.perceptual_name}: resume with --perceptual {saved_p}")
+        saved_w = saved.get("perceptual_weight")
+        if saved_w is not None and saved_w != self.config.perceptual_weight:
+            _log(f"--perceptual-weight: {saved_w} in the checkpoint, {self.recipe.perceptual_weight} from now on")
         if saved.get("blur") != self.config.blur:
             _log(f"--blur: {saved.get('blur')} in the checkpoint, {self.config.blur} from now on")
         try:
@@ -590,6 +598,8 @@ def _train(config: TrainConfig, resume: bool, device: str, progress: bool, world
                  "train_batch": config.batch_size, "train_seconds": round(state["seconds"])}
         if trainer.perceptual_name:
             extra["perceptual_loss"] = trainer.perceptual_name  # lpips, or the encoder of the LPIPS-form distance
+        if trainer.recipe.perceptual_weight or trainer.spec.recipe.perceptual_weight:
+            extra["perceptual_weight"] = trainer.recipe.perceptual_weight  # the weight used (0: turned off)
         if config.equalize:
             extra["equalize_l"] = True  # the network expects equalised L: the Colorizer does it too
         if config.init:
