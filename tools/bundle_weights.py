@@ -6,6 +6,11 @@
 Re-exports the snapshot (fp16 safetensors + JSON config) into src/colorize_cli/weights/NAME.safetensors
 with the chosen default working size in its config, then writes its sha256, size, bundled = true,
 training data and the eval metrics into weights.toml.
+
+    python tools/bundle_weights.py --eval eval-report/metrics.json --eval-command "..." unet-sn
+
+(no snapshot) writes only the eval metrics of the weights already bundled as NAME: for a model the
+eval run measured again but that was not retrained.
 """
 
 from __future__ import annotations
@@ -38,20 +43,35 @@ def write_metrics_table(name: str, metrics: dict, source: str) -> None:
     path.write_text(text.rstrip("\n") + "\n")
 
 
+def write_model_metrics(name: str, report: Path, command: str) -> None:
+    metrics = json.loads(report.read_text())
+    model_metrics = metrics[name] if name in metrics else next(
+        v for k, v in metrics.items() if k != "gray")  # a report of this model alone
+    write_metrics_table(name, model_metrics, f"bsds500/test, EVAL.md protocol: {command}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("snapshot", type=Path)
+    ap.add_argument("snapshot", type=Path, nargs="?", help="omit to write only the --eval metrics of NAME")
     ap.add_argument("name")
-    ap.add_argument("--working-size", type=int, required=True)
+    ap.add_argument("--working-size", type=int)
     ap.add_argument("--eval", type=Path, help="metrics.json of a colorize eval run of the bundled model")
     ap.add_argument("--eval-command", default="", help="the command that produced --eval")
-    ap.add_argument("--trained-on", required=True)
+    ap.add_argument("--trained-on")
     ap.add_argument("--license", default="other")
     ap.add_argument("--notes", default="", help="what the model card should say besides the numbers")
     ap.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
                     help="set a config value (JSON) the snapshot lacks, e.g. train_seconds=4882 or "
                     "train_batch=64 for runs made before the trainer recorded them")
     args = ap.parse_args()
+    if args.snapshot is None:
+        if not args.eval or args.name not in read_weights_toml():
+            ap.error("without a snapshot, NAME must be in weights.toml and --eval is required")
+        write_model_metrics(args.name, args.eval, args.eval_command)
+        print(f"weights.toml: metrics of {args.name} from {args.eval}")
+        return
+    if args.working_size is None or args.trained_on is None:
+        ap.error("--working-size and --trained-on are required with a snapshot")
 
     model, config = load_generator(args.snapshot)
     target = ROOT / "src" / "colorize_cli" / "weights" / f"{args.name}.safetensors"
@@ -68,10 +88,7 @@ def main() -> None:
     fields |= {"license": args.license, "trained_on": args.trained_on}
     update_weights_toml(args.name, fields | ({"notes": args.notes} if args.notes else {}))
     if args.eval:
-        metrics = json.loads(args.eval.read_text())
-        model_metrics = metrics[args.name] if args.name in metrics else next(
-            v for k, v in metrics.items() if k != "gray")  # a report of this model alone
-        write_metrics_table(args.name, model_metrics, f"bsds500/test, EVAL.md protocol: {args.eval_command}")
+        write_model_metrics(args.name, args.eval, args.eval_command)
     print(f"{target} ({target.stat().st_size / 1e6:.1f} MB), weights.toml updated")
 
 
