@@ -246,6 +246,15 @@ def test_perceptual_weight_is_used_recorded_and_carded(tmp_path):
     assert result.exit_code == 0, result.output
     saved = json.loads((out / "pix2pix-lpips.json").read_text())
     assert saved["perceptual_weight"] == 5.0 and saved["perceptual_loss"] == "efficientnet-lite0"
+    # resuming says when the weight changes (to the recipe's 50 and back), and only then
+    for weight, line in ((5.0, ""), (None, "--perceptual-weight: 5 in the checkpoint, 50 from now on"),
+                         (5.0, "--perceptual-weight: 50 in the checkpoint, 5 from now on")):
+        resumed = CliRunner().invoke(app, ["train", "--model", "pix2pix-lpips", "--dataset", str(tmp_path / "data"),
+                                           "--output", str(out), "--size", "128", "--batch-size", "2", "--steps", "1",
+                                           "--model-option", "width=4", "--perceptual", "efficientnet-lite0",
+                                           "--resume", *(["--perceptual-weight", str(weight)] if weight else [])])
+        assert resumed.exit_code == 0, resumed.output
+        assert (line in resumed.output) if line else ("--perceptual-weight:" not in resumed.output), resumed.output
     assert "at weight 5, not the study's 50 (--perceptual-weight)" in pretrained_parts("pix2pix-lpips", saved)[0]
     # the weight is the one the generator loss uses: 5 x the distance, where the recipe's 50 gives ten times more
     rgb = _photos(2, 128)

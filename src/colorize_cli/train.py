@@ -321,9 +321,10 @@ class Trainer:
         if saved_p != self.perceptual_name:
             raise ValueError(f"checkpoint was trained with the perceptual loss {saved_p}, this run has "
                              f"{self.perceptual_name}: resume with --perceptual {saved_p}")
-        saved_w = saved.get("perceptual_weight")
-        if saved_w is not None and saved_w != self.config.perceptual_weight:
-            _log(f"--perceptual-weight: {saved_w} in the checkpoint, {self.recipe.perceptual_weight} from now on")
+        saved_w = saved.get("perceptual_weight")  # None: the recipe's, as now when this run gives none
+        saved_w = self.spec.recipe.perceptual_weight if saved_w is None else saved_w
+        if saved_w != self.recipe.perceptual_weight:
+            _log(f"--perceptual-weight: {saved_w:g} in the checkpoint, {self.recipe.perceptual_weight:g} from now on")
         if saved.get("blur") != self.config.blur:
             _log(f"--blur: {saved.get('blur')} in the checkpoint, {self.config.blur} from now on")
         try:
