@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import make_photo
 from typer.testing import CliRunner
@@ -7,7 +8,7 @@ from typer.testing import CliRunner
 from colorize_cli.cli import app
 from colorize_cli.data import BatchSampler, load_folder
 from colorize_cli.losses import ColorRebalance
-from colorize_cli.train import TrainConfig, Trainer
+from colorize_cli.train import TrainConfig, Trainer, TrainSetupError
 from colorize_cli.weights import load_generator
 
 
@@ -55,6 +56,35 @@ def test_resume_continues_exactly(tmp_path):
     run(second, 2)
     for (k, a), b in zip(straight.generator.state_dict().items(), second.generator.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+def test_lr_decay_falls_linearly_over_the_last_steps_and_resumes_on_schedule(tmp_path):
+    data = _folder(tmp_path / "data")
+    images = load_folder(data, 40).images
+
+    def config(out: str, **kw) -> TrainConfig:
+        return TrainConfig(model="unet-sn", dataset=str(data), output=str(tmp_path / out), steps=6, lr=1e-3,
+                           lr_decay_steps=4, **kw)
+
+    def run(trainer: Trainer, steps: int) -> list[tuple[float, float]]:
+        sampler, rates = BatchSampler(images, 32, 4, trainer.rng), []
+        for _ in range(steps):
+            trainer.train_step(*sampler.next())
+            rates.append((trainer.opt_g.param_groups[0]["lr"], trainer.opt_d.param_groups[0]["lr"]))
+        return rates
+
+    expected = [1e-3, 1e-3, 1e-3, 0.75e-3, 0.5e-3, 0.25e-3]  # steps 1-2 at the rate, 3-6 the last four
+    straight = run(Trainer(config("a")), 6)
+    assert [g for g, _ in straight] == pytest.approx(expected)
+    assert [d for _, d in straight] == pytest.approx(expected)  # the discriminator decays with it
+    first = Trainer(config("b"))
+    run(first, 4)
+    first.save_checkpoint()  # its Adam state holds the decayed rate 0.75e-3
+    second = Trainer(config("b"))
+    second.resume()
+    assert [g for g, _ in run(second, 2)] == pytest.approx(expected[4:])
+    with pytest.raises(TrainSetupError, match="--lr-decay-steps -1"):
+        Trainer(TrainConfig(model="unet-sn", dataset="", output=str(tmp_path / "c"), lr_decay_steps=-1))
 
 
 def test_rebalancing_weights_favour_rare_colours():
@@ -231,3 +261,39 @@ def test_init_from_weights_of_another_architecture_is_one_clear_line(tmp_path):
     result = CliRunner().invoke(app, [*base, "--model", "unet-sn", "--output", str(tmp_path / "c"),
                                       "--init", "no-such-model"])
     assert result.exit_code == 1 and "--init no-such-model: unknown model 'no-such-model'" in result.output
+
+
+def test_recon_loss_replaces_the_recipes_and_is_recorded_and_carded(tmp_path):
+    import json
+
+    from colorize_cli.cards import pretrained_parts
+    from colorize_cli.color import rgb_to_model_input
+
+    l_norm, ab = rgb_to_model_input(torch.rand(2, 3, 224, 224))
+    small = {"width": 4, "latent": 8}
+    for loss, term in (("l1", "loss_l1"), ("mse", "loss_mse")):  # the autoencoder's recipe: 1.0 x MSE
+        torch.manual_seed(0)
+        trainer = Trainer(TrainConfig(model="autoencoder", dataset="", output=str(tmp_path / loss), size=224,
+                                      model_options=small, recon_loss=loss))
+        logs = trainer.train_step(l_norm, ab)
+        assert logs["loss_g"] == pytest.approx(logs[term], rel=1e-5), (loss, logs)
+    for model, loss in (("efflite-unet", "l1"), ("autoencoder", "l2")):  # a classifier; no such loss
+        with pytest.raises(TrainSetupError, match=f"--recon-loss {loss}: use l1 or mse"):
+            Trainer(TrainConfig(model=model, dataset="", output=str(tmp_path / "x"), size=64, recon_loss=loss,
+                                pretrained=False))
+    data = _folder(tmp_path / "data", n=2)
+    for p in data.rglob("*.png"):
+        make_photo(p, size=(280, 280))
+    out = tmp_path / "run"
+    args = ["train", "--model", "autoencoder", "--dataset", str(data), "--output", str(out), "--size", "224",
+            "--batch-size", "2", "--steps", "1", "--model-option", "width=4", "--model-option", "latent=8"]
+    result = CliRunner().invoke(app, [*args, "--recon-loss", "l1"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "autoencoder.json").read_text())
+    assert saved["recon_loss"] == "l1"
+    assert "- Reconstruction loss: L1 on ab, not the study's MSE (--recon-loss)" in pretrained_parts("autoencoder", saved)
+    resumed = CliRunner().invoke(app, [*args[:-4], "--steps", "2", "--model-option", "width=4", "--model-option",
+                                       "latent=8", "--resume"])
+    assert "--recon-loss: l1 in the checkpoint, mse from now on" in resumed.output, resumed.output
+    assert "recon_loss" not in json.loads((out / "autoencoder.json").read_text())
+    assert not any("Reconstruction" in line for line in pretrained_parts("autoencoder", {}))

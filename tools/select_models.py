@@ -6,7 +6,8 @@
 Each (snapshot, option values, working size) is colorized from gray PNG files through the same pipeline
 as `colorize eval` and printed as one line per validation set: AuC, CF (truth), ΔCF, PSNR, grayish.
 ``--per-source`` adds the scores per top-level subfolder of each set (photos/val: faces, scenes...).
-``--json FILE`` writes every row. Option variants are re-exported copies of the snapshot with the
+``--json FILE`` writes every row. ``--chroma-gain 0.8,0.9`` also scores each output with its Lab a/b
+scaled by each gain (an analysis of the AuC-colourfulness trade, not a setting of the tool). Option variants are re-exported copies of the snapshot with the
 option changed in its config (e.g. the annealed-mean temperature of a classifying model).
 """
 
@@ -18,6 +19,10 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from skimage.color import lab2rgb, rgb2lab
 
 from colorize_cli import metrics
 from colorize_cli.data import find_images
@@ -43,6 +48,13 @@ def _variants(snapshot: Path, options: dict[str, list], work: Path) -> list[tupl
     return out
 
 
+def _scaled_chroma(path: Path, gain: float) -> np.ndarray:
+    """An output PNG with its a/b scaled by ``gain`` in Lab (out-of-gamut colours clipped), as uint8 RGB."""
+    lab = rgb2lab(np.asarray(Image.open(path).convert("RGB")))
+    lab[..., 1:] *= gain
+    return np.round(np.clip(lab2rgb(lab), 0, 1) * 255).astype(np.uint8)
+
+
 def _value(text: str):
     try:
         return int(text)
@@ -63,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--option", action="append", default=[], metavar="KEY=V1,V2")
     ap.add_argument("--per-source", action="store_true")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--chroma-gain", default="", metavar="G1,G2", help="also score the outputs with a/b x G")
     args = ap.parse_args(argv)
     options = {k: [_value(v) for v in vs.split(",")] for k, vs in (o.split("=", 1) for o in args.option)}
     sizes = [int(s) for s in args.sizes.split(",") if s] or [None]
@@ -91,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
                     for g, s in row["per_source"].items():
                         print(f"    {g:32s} n={len(groups[g]):3d} {_line(s)}")
                 rows.append(row)
+                for gain in [float(g) for g in args.chroma_gain.split(",") if g]:
+                    outputs = work / "eval" / f"{abs(hash((label, size)))}" / "outputs" / path.stem
+                    scaled = metrics.summarize([metrics.image_metrics(
+                        _scaled_chroma(outputs / f"{s[2].stem}_color.png", gain), s[1]) for s in samples])
+                    print(f"{label} size {size or 'default'} chroma x{gain:g} on {data}: {_line(scaled)}", flush=True)
+                    rows.append({**row, "chroma_gain": gain, **scaled})
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0

@@ -36,14 +36,19 @@ def _strip(report: Path, name: str, images: list[str], target: Path) -> None:
 
 
 def pretrained_parts(arch: str, config: dict) -> list[str]:
-    """Card lines that say which pretrained networks a weights file was trained with, where the study
-    used others: the trunk of ``regression``/``vae`` and the perceptual loss of the LPIPS recipes."""
+    """Card lines that say where a weights file was trained unlike its study: the pretrained networks
+    (the trunk of ``regression``/``vae``, the perceptual loss of the LPIPS recipes) and the
+    reconstruction loss, where ``--recon-loss`` changed it."""
     from colorize_cli.models.resnet import describe_trunk
 
     lines = []
     options = saved_options(arch, config.get("options"))
     if "trunk" in options:
         lines.append(f"- Trunk: {describe_trunk(options['trunk'])}")
+    study_loss = get_spec(arch).recipe.recon_loss
+    if config.get("recon_loss", study_loss) != study_loss:
+        lines.append(f"- Reconstruction loss: {config['recon_loss'].upper()} on ab, not the study's "
+                     f"{study_loss.upper()} (--recon-loss)")
     study_weight = get_spec(arch).recipe.perceptual_weight
     weight = config.get("perceptual_weight", study_weight)  # files from before --perceptual-weight: the recipe's
     if study_weight or weight:

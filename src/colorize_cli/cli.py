@@ -200,6 +200,11 @@ def train(
     batch_size: Annotated[int, typer.Option(help="Images per step.")] = 32,
     size: Annotated[int, typer.Option(help="Training crop, in pixels.")] = 64,
     lr: Annotated[float | None, typer.Option(help="Learning rate (default: the model's recipe).")] = None,
+    lr_decay_steps: Annotated[int, typer.Option(help="Decay the learning rates linearly over the last N "
+                                                "steps before --steps, to 1/N of their value at the last "
+                                                "step (as pix2pix does); 0 keeps them constant. Counted "
+                                                "in the run's steps, so a --resume continues the same "
+                                                "schedule.")] = 0,
     val: Annotated[Path | None, typer.Option(help="Held-out photos for sample grids and "
                                                 "validation metrics at each checkpoint.")] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 1000,
@@ -209,6 +214,9 @@ def train(
                                                  "lsgan (least squares) or wgangp (Wasserstein critic "
                                                  "without batch norm or Tanh, gradient penalty, 5 critic "
                                                  "steps).")] = None,
+    recon_loss: Annotated[str | None, typer.Option(help="Reconstruction loss on ab instead of the recipe's: "
+                                                   "l1 or mse (a model that regresses ab); the weights "
+                                                   "record it and the card says so.")] = None,
     blur: Annotated[bool, typer.Option(help="Gaussian blur (5x5, σ 0.7) of the L input, in training "
                                        "only (Cano & Moncada).")] = False,
     equalize: Annotated[bool, typer.Option(help="Histogram-equalise the L input (Cano & Moncada); the "
@@ -275,9 +283,9 @@ def train(
     config = TrainConfig(model=model, dataset=datasets[0] if len(datasets) == 1 else datasets,
                          output=str(output), steps=steps, source_balance=source_balance,
                          pretrained=pretrained, freeze_encoder=freeze_encoder, encoder_lr=encoder_lr,
-                         batch_size=batch_size, size=size, lr=lr, val=str(val) if val else None,
+                         batch_size=batch_size, size=size, lr=lr, lr_decay_steps=lr_decay_steps, val=str(val) if val else None,
                          checkpoint_every=checkpoint_every, rebalance=rebalance, seed=seed, threads=threads,
-                         gan_loss=gan_loss, blur=blur, equalize=equalize, amp=amp, perceptual=perceptual,
+                         gan_loss=gan_loss, recon_loss=recon_loss, blur=blur, equalize=equalize, amp=amp, perceptual=perceptual,
                          perceptual_weight=perceptual_weight,
                          model_options=_model_options(model_option), init=init)
     push_to_hub = push_to_hub if is_main_process() else None  # under torchrun, rank 0 alone uploads

@@ -60,6 +60,7 @@ class TrainConfig:
     batch_size: int = 32
     size: int = 64
     lr: float | None = None  # None: the recipe's
+    lr_decay_steps: int = 0  # the rates fall linearly over the last N steps before --steps (0 = constant)
     val: str | None = None  # folder of held-out photos for grids and validation metrics
     val_count: int = 16
     checkpoint_every: int = 1000
@@ -68,6 +69,7 @@ class TrainConfig:
     threads: int | None = None
     cache_dir: str | None = None
     gan_loss: str | None = None  # bce | lsgan | wgangp; None: the recipe's
+    recon_loss: str | None = None  # l1 | mse on ab instead of the recipe's; None: the recipe's
     blur: bool = False  # Gaussian blur (k=5, σ=0.7) of the L input, in training only
     equalize: bool = False  # histogram equalisation of the L input (recorded in the weights for inference)
     model_options: dict | None = None  # overrides of the registered generator options (e.g. width)
@@ -193,10 +195,17 @@ class Trainer:
         self.channels_last = self.device.type == "cuda"
         self.spec = get_spec(config.model)
         self.recipe = self.spec.recipe.with_gan_loss(config.gan_loss) if config.gan_loss else self.spec.recipe
+        if config.recon_loss is not None:
+            if config.recon_loss not in ("l1", "mse") or self.recipe.recon_loss == "ce":
+                raise TrainSetupError(f"--recon-loss {config.recon_loss}: use l1 or mse, for a model that "
+                                      f"regresses ab (this one's loss is {self.recipe.recon_loss})")
+            self.recipe = replace(self.recipe, recon_loss=config.recon_loss)
         if config.perceptual_weight is not None:
             if not config.perceptual_weight >= 0:
                 raise TrainSetupError(f"--perceptual-weight {config.perceptual_weight}: use a weight >= 0 (0 = off)")
             self.recipe = replace(self.recipe, perceptual_weight=config.perceptual_weight)
+        if config.lr_decay_steps < 0:
+            raise TrainSetupError(f"--lr-decay-steps {config.lr_decay_steps}: use a number of steps >= 0 (0 = off)")
         check_train_size(self.spec, config.size)
         check_batch(self.spec, config.size, config.batch_size, world.size)
         self.perceptual, self.perceptual_name = None, None
@@ -255,6 +264,25 @@ class Trainer:
         self.rebalance: ColorRebalance | None = None
         self.out = Path(config.output)
         self.out.mkdir(parents=True, exist_ok=True)
+
+    def lr_factor(self, step: int) -> float:
+        """The multiple of the base rates for optimiser step ``step + 1``: 1, then over the last
+        ``lr_decay_steps`` steps before ``steps`` down linearly to 1/N (as pix2pix decays its rate)."""
+        n, left = self.config.lr_decay_steps, self.config.steps - step
+        return 1.0 if n <= 0 or left >= n else max(left, 1) / n
+
+    def _set_rates(self) -> None:
+        """Each optimiser group at its base rate (the recipe's or --lr, x --encoder-lr for a pretrained
+        encoder) times the schedule's factor, from the config and the step alone, so that resuming
+        with other rates or a decay takes them up."""
+        lr = self.config.lr or self.recipe.lr
+        factor = self.lr_factor(self.step)
+        bases = [lr] if self.encoder is None else [lr, lr * self.config.encoder_lr]
+        for group, base in zip(self.opt_g.param_groups, bases, strict=True):
+            group["lr"] = base * factor
+        if self.opt_d is not None:
+            for group in self.opt_d.param_groups:
+                group["lr"] = lr * factor
 
     def _param_groups(self, lr: float) -> list[dict]:
         """The generator's parameters for Adam: a pretrained encoder in a group of its own (its rate
@@ -325,6 +353,9 @@ class Trainer:
         saved_w = self.spec.recipe.perceptual_weight if saved_w is None else saved_w
         if saved_w != self.recipe.perceptual_weight:
             _log(f"--perceptual-weight: {saved_w:g} in the checkpoint, {self.recipe.perceptual_weight:g} from now on")
+        saved_r = saved.get("recon_loss") or self.spec.recipe.recon_loss
+        if saved_r != self.recipe.recon_loss:
+            _log(f"--recon-loss: {saved_r} in the checkpoint, {self.recipe.recon_loss} from now on")
         if saved.get("blur") != self.config.blur:
             _log(f"--blur: {saved.get('blur')} in the checkpoint, {self.config.blur} from now on")
         try:
@@ -334,11 +365,9 @@ class Trainer:
             hint = f"; a checkpoint from before that option needs {legacy}" if legacy else ""
             raise ValueError(f"checkpoint's generator does not fit {self.config.model} with options "
                              f"{self.model_options or {}}{hint}") from exc
-        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_g.load_state_dict(state["opt_g"])  # its rates are set anew at each step (_set_rates)
         if self.encoder is not None:  # a later phase may unfreeze the encoder or change its rate
-            lr = self.config.lr or self.recipe.lr
-            for group, new in zip(self.opt_g.param_groups, self._param_groups(lr)):
-                group["lr"] = new["lr"]
+            self._param_groups(self.config.lr or self.recipe.lr)  # (un)freezes the encoder's parameters
             if saved.get("freeze_encoder", False) != self.config.freeze_encoder:
                 _log(f"--freeze-encoder: {saved.get('freeze_encoder', False)} in the checkpoint, "
                      f"{self.config.freeze_encoder} from now on")
@@ -407,6 +436,7 @@ class Trainer:
         l_norm, ab = self._to_device(l_norm), self._to_device(ab)
         l_in = self.model_input(l_norm, training=True)
         self._train_mode()
+        self._set_rates()
         scores = None
         with self._autocast():
             if recipe.kl_weight:
@@ -605,6 +635,10 @@ def _train(config: TrainConfig, resume: bool, device: str, progress: bool, world
             extra["equalize_l"] = True  # the network expects equalised L: the Colorizer does it too
         if config.init:
             extra["init"] = config.init  # the weights the run started from
+        if config.lr_decay_steps:
+            extra["lr_decay_steps"] = config.lr_decay_steps
+        if trainer.recipe.recon_loss != trainer.spec.recipe.recon_loss:
+            extra["recon_loss"] = trainer.recipe.recon_loss  # not the study's (the card says so)
         options = trainer.model_options
         export_generator(trainer.generator, config.model, export_path, extra, options)
         export_generator(trainer.generator, config.model,
