@@ -63,8 +63,8 @@ def test_lr_decay_falls_linearly_over_the_last_steps_and_resumes_on_schedule(tmp
     images = load_folder(data, 40).images
 
     def config(out: str, **kw) -> TrainConfig:
-        return TrainConfig(model="unet-sn", dataset=str(data), output=str(tmp_path / out), steps=6, lr=1e-3,
-                           lr_decay_steps=4, **kw)
+        return TrainConfig(model="unet-sn", dataset=str(data), output=str(tmp_path / out), steps=6,
+                           lr_decay_steps=4, **{"lr": 1e-3, **kw})
 
     def run(trainer: Trainer, steps: int) -> list[tuple[float, float]]:
         sampler, rates = BatchSampler(images, 32, 4, trainer.rng), []
@@ -83,6 +83,9 @@ def test_lr_decay_falls_linearly_over_the_last_steps_and_resumes_on_schedule(tmp
     second = Trainer(config("b"))
     second.resume()
     assert [g for g, _ in run(second, 2)] == pytest.approx(expected[4:])
+    faster = Trainer(config("b", lr=2e-3))  # not config's 1e-3: a resumed run takes up a new --lr
+    faster.resume()
+    assert [g for g, _ in run(faster, 2)] == pytest.approx([2 * r for r in expected[4:]])
     with pytest.raises(TrainSetupError, match="--lr-decay-steps -1"):
         Trainer(TrainConfig(model="unet-sn", dataset="", output=str(tmp_path / "c"), lr_decay_steps=-1))
 

@@ -245,6 +245,7 @@ class Trainer:
             options = {**self.recipe.discriminator_options, **(config.discriminator_options or {})}
             self.discriminator = create_discriminator(self.recipe.discriminator, **options).to(self.device)
             self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=self.recipe.betas)
+        self._set_base_rates()
         if self.channels_last:
             for net in (self.generator, self.discriminator):
                 if net is not None:
@@ -271,18 +272,23 @@ class Trainer:
         n, left = self.config.lr_decay_steps, self.config.steps - step
         return 1.0 if n <= 0 or left >= n else max(left, 1) / n
 
-    def _set_rates(self) -> None:
-        """Each optimiser group at its base rate (the recipe's or --lr, x --encoder-lr for a pretrained
-        encoder) times the schedule's factor, from the config and the step alone, so that resuming
-        with other rates or a decay takes them up."""
+    def _set_base_rates(self) -> None:
+        """Record each optimiser group's base rate (the recipe's or --lr, x --encoder-lr for a pretrained
+        encoder) from the config, so that a resumed run with other rates takes them up."""
         lr = self.config.lr or self.recipe.lr
-        factor = self.lr_factor(self.step)
         bases = [lr] if self.encoder is None else [lr, lr * self.config.encoder_lr]
         for group, base in zip(self.opt_g.param_groups, bases, strict=True):
-            group["lr"] = base * factor
+            group["base_lr"] = base
         if self.opt_d is not None:
             for group in self.opt_d.param_groups:
-                group["lr"] = lr * factor
+                group["base_lr"] = lr
+
+    def _set_rates(self) -> None:
+        """Each optimiser group at its base rate times the schedule's factor for the coming step."""
+        factor = self.lr_factor(self.step)
+        for opt in (self.opt_g, self.opt_d):
+            for group in opt.param_groups if opt is not None else []:
+                group["lr"] = group.setdefault("base_lr", group["lr"]) * factor
 
     def _param_groups(self, lr: float) -> list[dict]:
         """The generator's parameters for Adam: a pretrained encoder in a group of its own (its rate
@@ -374,6 +380,7 @@ class Trainer:
         if self.discriminator is not None:
             self.discriminator.load_state_dict(state["discriminator"])
             self.opt_d.load_state_dict(state["opt_d"])
+        self._set_base_rates()  # the checkpoint's groups carry its rates; this run's config sets them
         self.step = state["step"]
         self.seconds_before = state.get("seconds", 0.0)
         ranks = state.get("rng_ranks") or [(state["rng"], state["torch_rng"], None)]  # older checkpoints
