@@ -25,7 +25,7 @@ declare -A RECIPE=(
   [pix2pix-lpips]="128 16 250 --init pix2pix@0b15d5e --lr 2e-5 --rebalance 0.7 --perceptual efficientnet-lite0 --perceptual-weight 5 --checkpoint-every 125"
   [pix2pix-wgangp]="128 16 250 --init pix2pix-wgangp@c505c1a --rebalance 0.9 --checkpoint-every 125"
   [pix2pix-wgangp-lpips]="128 16 250 --init pix2pix-wgangp@0b15d5e --rebalance 0.5 --perceptual efficientnet-lite0 --perceptual-weight 5 --checkpoint-every 125"
-  [autoencoder]="224 32 400 --init autoencoder@c505c1a --rebalance 0.9 --checkpoint-every 100"
+  [autoencoder]="224 32 400 --init autoencoder@0b15d5e --recon-loss l1 --rebalance 0.5 --lr-decay-steps 400 --checkpoint-every 50"
 )
 # unet-sn and resnet-patchgan were not retrained on the mix: their bundled weights are the earlier zoo's
 # (imagenette only; `git show c505c1a:tools/train_zoo.sh`, and docs/training.md for unet-sn's own run)
