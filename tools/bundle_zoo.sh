@@ -42,7 +42,7 @@ NOTES="Fine-tuned with colour rebalancing lambda 0.5 ($OURS)." bundle vae 500 12
 NOTES="Fine-tuned at learning rate 2e-5, not the recipe's 2e-4 (at 2e-4 the discriminator won and validation AuC fell below gray), with colour rebalancing lambda 0.85 ($OURS)." bundle pix2pix 125 128 pix2pix@0b15d5e
 NOTES="The perceptual term is the LPIPS-form distance on EfficientNet-Lite0 features at weight 5, not the study's 50, which turned the outputs gray (docs/perceptual.md). Fine-tuned from pix2pix at learning rate 2e-5 with colour rebalancing lambda 0.7 ($OURS)." bundle pix2pix-lpips 250 128 pix2pix@0b15d5e
 NOTES="The perceptual term is the LPIPS-form distance on EfficientNet-Lite0 features at weight 5, not the study's 50, which turned the outputs gray (docs/perceptual.md). Fine-tuned from pix2pix-wgangp with colour rebalancing lambda 0.5 ($OURS)." bundle pix2pix-wgangp-lpips 250 128 pix2pix-wgangp@0b15d5e
-# third round (3 December 2026): the autoencoder, chosen by the round-4 rule of docs/training.md
+# third round (3 December 2026): the autoencoder, chosen on bsds500/val only by the third round's rule (docs/training.md)
 NOTES="Fine-tuned with L1 on ab, not the study's MSE (the trainer's --recon-loss l1), with colour rebalancing lambda 0.5 ($OURS) and the learning rate falling linearly over the run's 400 steps (--lr-decay-steps 400; this is its step 200). Below gray on photos/val (AuC 87.81 against 88.62, docs/training.md)." bundle autoencoder 200 224 autoencoder@0b15d5e
 # first round (2 December 2026), kept
 keep regression
