@@ -69,7 +69,7 @@ class ConvAutoencoder(nn.Module):
     "§2.4-2.6 (method 2)",
     description="Convolutional autoencoder: encoder 1→32→64→128→256 (3x3 stride-2 conv, ReLU) to "
     "256x14x14, fusion 256·14·14→56→256·14·14 (linear, ReLU), decoder 256→256→128→64→2 (3x3 stride-2 "
-    "transposed conv, ReLU, final Tanh); runs at 224x224 only; MSE on ab, no discriminator",
+    "transposed conv, ReLU, final Tanh); runs at 224x224 only; recipe: the study's MSE on ab, no discriminator",
     recipe=Recipe(recon_loss="mse", recon_weight=1.0, lr=1e-3, betas=(0.9, 0.999)),
     fixed_size=FIXED_SIZE,
     width=32,

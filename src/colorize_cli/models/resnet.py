@@ -210,7 +210,7 @@ def build_resnet_generator(**options) -> ResNetGenerator:
     "(40 channels), standing in for the study's ImageNet ResNet-18 cut after layer2 (stride 8, 128 channels; "
     "no ResNet-18 weights exist here; trunk=scratch: those ResNet layers from scratch) + upsampling head "
     "→128→64→64→32→2 (3x3 conv-BN-ReLU, 3 bilinear 2x upsamplings, Tanh; the study's table starts at "
-    "512, which this cut cannot give); MSE on ab, no discriminator",
+    "512, which this cut cannot give); recipe: the study's MSE on ab, no discriminator",
     recipe=Recipe(recon_loss="mse", recon_weight=1.0, lr=1e-3, betas=(0.9, 0.999)),
     size_multiple=8,
     legacy_options={"trunk": SCRATCH},
