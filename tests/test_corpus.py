@@ -96,7 +96,10 @@ def test_pillow_warnings_are_one_line_warnings_of_the_file_or_dropped(tmp_path, 
     assert result.exit_code == 0, result.output
     assert "UserWarning" not in result.output and "Palette images" not in result.output  # advice to programmers
     lines = warnings_of(result.output)
-    for f in (bad, tmp_path / "in" / "bad_exif_2.jpg"):
-        assert f"warning: {f}: Tag data larger than file. Skipping tag 271" in lines
-        assert any(ln.startswith(f"warning: {f}: Corrupt EXIF data") for ln in lines)
+    # Pillow's wording changes between releases (10.0: "Truncated File Read"; later: "Tag data larger
+    # than file. Skipping tag 271" and "Corrupt EXIF data ..."): each file gets the same lines, whatever they say
+    said = [[ln.removeprefix(f"warning: {f}: ") for ln in lines if ln.startswith(f"warning: {f}: ")]
+            for f in (bad, tmp_path / "in" / "bad_exif_2.jpg")]
+    assert said[0] and said[0] == said[1], lines
+    assert any("Tag data larger than file" in s or "Truncated File Read" in s for s in said[0]), lines
     assert len(list((tmp_path / "out").glob("*_color.*"))) == 3

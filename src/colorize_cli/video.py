@@ -91,10 +91,12 @@ def _plane(plane, copy: bool = True) -> np.ndarray:
 
 
 def _display_matrix(frame) -> list[int] | None:
-    for side in frame.side_data:
-        if side.type.name == "DISPLAYMATRIX":
-            return np.frombuffer(bytes(side), np.int32)[:9].tolist()
-    return None
+    """The frame's display matrix (rotation, flip) as nine integers, or None. Looked up by its type:
+    iterating ``frame.side_data`` gives the side data in PyAV < 18 but their types in 18 and later."""
+    from av.sidedata.sidedata import Type
+
+    side = frame.side_data.get(Type.DISPLAYMATRIX)
+    return None if side is None else np.frombuffer(bytes(side), np.int32)[:9].tolist()
 
 
 def _is_colour(frame) -> bool:
