@@ -4,7 +4,7 @@
         [--data ../shared/data/bsds500/val] [--n 8] [--runs 5] [--threads N] [--json FILE]
 
 Backends: torch eager, ONNX Runtime fp32 and ONNX Runtime int8 (both exported into a temporary
-folder by ``colorize_cli.export``). For each, two timings, each the median of ``--runs`` runs after
+folder by ``colorize_cli.engine.export``). For each, two timings, each the median of ``--runs`` runs after
 one warm-up run:
 
 - pipeline: ``Colorizer.colorize(photo)`` over the N decoded photos (resizing, network, full-size
@@ -28,12 +28,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from colorize_cli.backends import OnnxEngine, physical_cores
-from colorize_cli.data import IMAGE_SUFFIXES
-from colorize_cli.export import export_onnx
-from colorize_cli.hub import resolve
-from colorize_cli.imageio import read_image
-from colorize_cli.inference import Colorizer
+from colorize_cli.app.data import IMAGE_SUFFIXES
+from colorize_cli.engine.backends import OnnxEngine, physical_cores
+from colorize_cli.engine.colorizer import Colorizer
+from colorize_cli.engine.export import export_onnx
+from colorize_cli.engine.hub import resolve
+from colorize_cli.io.images import read_image
 
 
 def median_seconds(fn, runs: int) -> float:

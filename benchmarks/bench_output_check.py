@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from colorize_cli.imageio import Photo, output_problem, write_image
+from colorize_cli.io.images import Photo, output_problem, write_image
 
 
 def median_ms(fn, repeat: int) -> float:

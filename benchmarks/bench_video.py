@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from colorize_cli.inference import Colorizer
-from colorize_cli.video import FilmOptions, colorize_film
-from colorize_cli.videoio import CRF_DEFAULTS
+from colorize_cli.app.films import FilmOptions, colorize_film
+from colorize_cli.engine.colorizer import Colorizer
+from colorize_cli.io.films import CRF_DEFAULTS
 
 SIZES = {"480p": (854, 480), "1080p": (1920, 1080)}
 PHOTO = Path(__file__).resolve().parents[2] / "shared" / "data" / "oldphotos" / \

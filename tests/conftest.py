@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
+from colorize_cli.engine.weights import export_generator
 from colorize_cli.models import create_model
-from colorize_cli.weights import export_generator
 
 
 def make_photo(path: Path, size=(37, 29), seed: int = 0, mode: str = "RGB") -> Path:

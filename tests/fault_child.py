@@ -41,7 +41,7 @@ def whole(path: Path) -> str | None:
     """Why ``path`` is not a whole image (None: it decodes fully)."""
     from PIL import Image
 
-    from colorize_cli.imageio import output_problem
+    from colorize_cli.io.images import output_problem
 
     problem = output_problem(path)
     if problem:
@@ -61,8 +61,8 @@ def final_outputs(folder: Path) -> list[Path]:
 def kill_trials(args, command: list[str]) -> None:
     import torch  # noqa: F401
 
-    import colorize_cli.batch
-    import colorize_cli.inference  # noqa: F401
+    import colorize_cli.app.batch
+    import colorize_cli.engine.colorizer  # noqa: F401
 
     def start() -> int:
         if args.fresh:

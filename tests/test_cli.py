@@ -37,8 +37,8 @@ def test_luminance_is_kept_exactly_before_quantisation(tiny_weights):
     import torch
 
     from colorize_cli.color import rgb_to_lab
-    from colorize_cli.imageio import Photo
-    from colorize_cli.inference import Colorizer
+    from colorize_cli.engine.colorizer import Colorizer
+    from colorize_cli.io.images import Photo
 
     colorizer = Colorizer(str(tiny_weights))
     gray16 = (np.random.default_rng(0).random((45, 67)) * 50000 + 5000).astype(np.uint16)
@@ -117,7 +117,7 @@ def test_bundled_default_model_colorizes_the_example(tmp_path):
 
 
 def _bundled() -> list[str]:
-    from colorize_cli.weights import read_weights_toml
+    from colorize_cli.engine.weights import read_weights_toml
 
     return sorted(name for name, entry in read_weights_toml().items() if entry.bundled)
 
@@ -126,8 +126,8 @@ def _bundled() -> list[str]:
 def test_every_bundled_model_colorizes_a_photo_by_name(tmp_path, name):
     import hashlib
 
-    from colorize_cli.hub import resolve
-    from colorize_cli.weights import read_weights_toml
+    from colorize_cli.engine.hub import resolve
+    from colorize_cli.engine.weights import read_weights_toml
 
     entry = read_weights_toml()[name]
     path = resolve(name)

@@ -14,7 +14,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from colorize_cli.cli import app
-from colorize_cli.imageio import read_image
+from colorize_cli.io.images import read_image
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pillow"
 

@@ -21,9 +21,10 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from colorize_cli import datasets, download
+from colorize_cli.app import datasets
+from colorize_cli.app.datasets import DatasetError, DatasetIntegrityError, UnsafeArchiveError, load_dataset
 from colorize_cli.cli import app
-from colorize_cli.datasets import DatasetError, DatasetIntegrityError, UnsafeArchiveError, load_dataset
+from colorize_cli.io import download
 
 
 # ----- a file server: Range requests, dropped connections, a log of what it was asked -----

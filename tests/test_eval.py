@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -10,10 +12,12 @@ from conftest import make_photo
 from PIL import Image
 from typer.testing import CliRunner
 
-from colorize_cli import metrics
-from colorize_cli.cards import write_cards
+from colorize_cli.app.evaluate import EVAL_SIZE
 from colorize_cli.cli import app
-from colorize_cli.evaluate import EVAL_SIZE
+from colorize_cli.engine import metrics
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "tools"))
+from model_cards import write_cards
 
 
 def test_eval_scores_models_beside_gray_and_the_cards_compare_them(tmp_path, tiny_weights):
@@ -49,8 +53,8 @@ def test_eval_scores_models_beside_gray_and_the_cards_compare_them(tmp_path, tin
 
 
 def test_the_card_of_a_fine_tuned_model_counts_both_phases(tmp_path):
+    from colorize_cli.engine.weights import export_generator
     from colorize_cli.models import create_model
-    from colorize_cli.weights import export_generator
 
     torch.manual_seed(0)
     extra = {"step": 3, "train_batch": 2, "train_size": 32, "train_seconds": 60, "init": "the earlier tiny weights",

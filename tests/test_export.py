@@ -13,11 +13,11 @@ from conftest import make_photo
 from PIL import Image
 from typer.testing import CliRunner
 
-from colorize_cli.backends import OnnxEngine
 from colorize_cli.cli import app
-from colorize_cli.export import export_onnx
+from colorize_cli.engine.backends import OnnxEngine
+from colorize_cli.engine.export import export_onnx
+from colorize_cli.engine.weights import export_generator, load_generator
 from colorize_cli.models import create_model, get_spec, list_models
-from colorize_cli.weights import export_generator, load_generator
 
 
 def _tiny_weights(name: str, path, seed: int = 0):
@@ -167,7 +167,7 @@ def test_export_command_and_onnx_model_path(tiny_weights, tmp_path):
 
 
 def test_onnx_file_without_metadata_is_refused(tmp_path):
-    from colorize_cli.inference import Colorizer
+    from colorize_cli.engine.colorizer import Colorizer
 
     path = tmp_path / "plain.onnx"
     x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", 1, "h", "w"])

@@ -142,11 +142,11 @@ def test_every_writer_fails_cleanly_under_a_file_size_limit(tmp_path, tiny_weigh
 import json, resource, sys
 import numpy as np, torch
 from pathlib import Path
-from colorize_cli.atomic import atomic_write, write_text
-from colorize_cli.export import export_onnx
-from colorize_cli.imageio import Photo, write_image
+from colorize_cli.io.atomic import atomic_write, write_text
+from colorize_cli.engine.export import export_onnx
+from colorize_cli.io.images import Photo, write_image
 from colorize_cli.models import create_model
-from colorize_cli.weights import export_generator
+from colorize_cli.engine.weights import export_generator
 out = Path({str(tmp_path / "w")!r})
 def save_checkpoint(p):  # as Trainer.save_checkpoint does
     with atomic_write(p) as f:
@@ -360,7 +360,7 @@ def test_shards_split_the_archive_disjointly_resume_alone_and_report_in_json(tmp
 
 
 def test_shards_are_balanced():
-    from colorize_cli.batch import shard_of
+    from colorize_cli.app.batch import shard_of
 
     keys = [f"scans/{year}/roll{r:03d}/IMG_{i:04d}.tif" for year in range(1950, 1960) for r in range(30)
             for i in range(40)]
@@ -384,7 +384,7 @@ def test_inputs_that_share_a_stem_are_both_colorized_under_names_a_rerun_recogni
 
 
 def test_cleaning_leftovers_never_removes_a_file_being_written(tmp_path):
-    from colorize_cli.atomic import atomic_write, remove_stale_parts
+    from colorize_cli.io.atomic import atomic_write, remove_stale_parts
 
     orphan = tmp_path / ".a.jpg.abcd1234.part"  # what a killed run leaves: unlocked
     orphan.write_bytes(b"half a photo")
@@ -403,7 +403,7 @@ def test_a_writer_knows_when_a_cleaner_took_its_file_before_it_locked_it(tmp_pat
     """The window between creating a temporary file and locking it is too short for a test to hit
     (a cleaner of another process may delete the file in it); what the writer then checks is
     tested here: whether the name still leads to the file it holds open."""
-    from colorize_cli.atomic import _names_our_file
+    from colorize_cli.io.atomic import _names_our_file
 
     name = tmp_path / ".a.jpg.abcd1234.part"
     fd = os.open(name, os.O_CREAT | os.O_RDWR)
@@ -418,7 +418,7 @@ def test_a_writer_knows_when_a_cleaner_took_its_file_before_it_locked_it(tmp_pat
 
 
 def test_inputs_that_share_a_stem_keep_their_names_when_in_different_shards(tmp_path, tiny_weights):
-    from colorize_cli.batch import shard_of
+    from colorize_cli.app.batch import shard_of
 
     make_photo(tmp_path / "in" / "hopper.png", mode="L")
     make_photo(tmp_path / "in" / "hopper.jpg", mode="L", seed=1)

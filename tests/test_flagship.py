@@ -9,13 +9,13 @@ import torch
 from conftest import make_photo
 from typer.testing import CliRunner
 
+from colorize_cli.app.data import BatchSampler, FolderData, load_folder, mix_sources, parse_source
+from colorize_cli.app.train import TrainConfig, Trainer
 from colorize_cli.cli import app
 from colorize_cli.color import AB_SCALE, ab_bins, lab_to_rgb
-from colorize_cli.data import BatchSampler, FolderData, load_folder, mix_sources, parse_source
-from colorize_cli.losses import color_classification_loss
+from colorize_cli.engine.weights import load_generator
 from colorize_cli.models import create_model
-from colorize_cli.train import TrainConfig, Trainer
-from colorize_cli.weights import load_generator
+from colorize_cli.models.losses import color_classification_loss
 
 
 def _folder(root: Path, sources: dict[str, int], size=(40, 40)) -> Path:

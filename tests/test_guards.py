@@ -27,10 +27,10 @@ from typer.testing import CliRunner
 
 from colorize_cli import color
 from colorize_cli.cli import app
-from colorize_cli.imageio import Photo, read_image
-from colorize_cli.inference import Colorizer
+from colorize_cli.engine.colorizer import Colorizer
+from colorize_cli.engine.weights import bundled_path, export_generator, load_generator, read_weights_toml
+from colorize_cli.io.images import Photo, read_image
 from colorize_cli.models import create_model
-from colorize_cli.weights import bundled_path, export_generator, load_generator, read_weights_toml
 
 
 def run(*args):
@@ -89,7 +89,7 @@ def test_an_output_is_never_incomplete_under_its_final_name(tmp_path, tiny_weigh
 def test_corrupted_bundled_weights_are_refused_with_one_clear_line(tmp_path):
     """A copy of the installed package whose bundled default weights have one byte changed."""
     import colorize_cli
-    from colorize_cli.weights import DEFAULT_MODEL, weights_toml_path
+    from colorize_cli.engine.weights import DEFAULT_MODEL, weights_toml_path
 
     entries = read_weights_toml()
     default = entries[DEFAULT_MODEL]
@@ -255,8 +255,8 @@ def test_the_gamma_table_agrees_with_the_exact_curve_at_every_16bit_level():
 # ----- ONNX parity -----
 @pytest.mark.parametrize("kind", ["fp16", "int8"])
 def test_onnx_fp16_and_int8_follow_torch_and_report_it_truly(kind, tiny_weights, tmp_path):
-    from colorize_cli.backends import OnnxEngine
-    from colorize_cli.export import export_onnx
+    from colorize_cli.engine.backends import OnnxEngine
+    from colorize_cli.engine.export import export_onnx
 
     result = export_onnx(tiny_weights, tmp_path / f"{kind}.onnx", fp16=kind == "fp16",
                          quantize="int8" if kind == "int8" else None)
@@ -282,7 +282,7 @@ def test_onnx_fp16_and_int8_follow_torch_and_report_it_truly(kind, tiny_weights,
 
 # ----- bf16 autocast -----
 def test_amp_really_computes_in_bfloat16(tmp_path):
-    from colorize_cli.train import TrainConfig, Trainer
+    from colorize_cli.app.train import TrainConfig, Trainer
 
     torch.manual_seed(0)
     trainer = Trainer(TrainConfig(model="unet-sn", dataset="", output=str(tmp_path / "run"), size=32,

@@ -20,10 +20,10 @@ from hub_server import HubServer
 from huggingface_hub import constants
 from typer.testing import CliRunner
 
-from colorize_cli import hub as hubmod
 from colorize_cli.cli import app
+from colorize_cli.engine import hub as hubmod
+from colorize_cli.engine.weights import read_weights_toml, update_weights_toml, weights_toml_path
 from colorize_cli.models import create_model
-from colorize_cli.weights import read_weights_toml, update_weights_toml, weights_toml_path
 
 TOKEN = "hf_test_token"
 REPO_WEIGHTS_TOML = weights_toml_path()
@@ -41,7 +41,7 @@ def error_lines(result) -> list[str]:
 def hub(tmp_path, monkeypatch):
     """A fresh Hub on 127.0.0.1, an empty Hugging Face home, and a token in HF_TOKEN.
 
-    huggingface_hub reads HF_ENDPOINT at import into constants.ENDPOINT: colorize_cli.hub reads the
+    huggingface_hub reads HF_ENDPOINT at import into constants.ENDPOINT: colorize_cli.engine.hub reads the
     environment when it is used, and the constants are patched too for the library's own defaults.
     """
     server = HubServer(token=TOKEN).start()

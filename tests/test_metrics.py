@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from skimage.color import deltaE_ciede2000, rgb2lab
 
-from colorize_cli import metrics
+from colorize_cli.engine import metrics
 
 
 def _img(rgb, shape=(8, 8)):

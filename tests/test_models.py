@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from colorize_cli.inference import working_shape
+from colorize_cli.engine.colorizer import working_shape
 from colorize_cli.models import create_discriminator, create_model, get_spec, list_models
 
 

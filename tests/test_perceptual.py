@@ -1,4 +1,4 @@
-"""LPIPS and FID (colorize_cli.perceptual): the pretrained-file downloader against a local HTTP server
+"""LPIPS and FID (colorize_cli.engine.perceptual): the pretrained-file downloader against a local HTTP server
 on 127.0.0.1 serving files in the official format (torch state dicts with the official key names and
 shapes, random values made here), the networks' properties, the Fréchet distance against closed
 forms, and ``colorize eval --lpips/--fid``.
@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from conftest import make_photo
 from typer.testing import CliRunner
 
-from colorize_cli import perceptual
 from colorize_cli.cli import app
-from colorize_cli.perceptual import (
+from colorize_cli.engine import perceptual
+from colorize_cli.engine.perceptual import (
     ALEXNET,
     FID_INCEPTION,
     LPIPS_ALEX,

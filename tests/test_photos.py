@@ -14,7 +14,7 @@ from PIL import Image, ImageCms
 from typer.testing import CliRunner
 
 from colorize_cli.cli import app
-from colorize_cli.imageio import png16_bytes, read_image
+from colorize_cli.io.images import png16_bytes, read_image
 
 
 def run(*args):
@@ -278,8 +278,8 @@ def test_progress_bar_on_a_terminal_and_quiet_silences_it(tmp_path, tiny_weights
 
 def test_strip_processing_matches_whole_image(tiny_weights, monkeypatch):
     """Big scans are converted strip by strip (bounded memory); strips must not show seams."""
-    from colorize_cli import inference
-    from colorize_cli.imageio import Photo
+    from colorize_cli.engine import colorizer as inference
+    from colorize_cli.io.images import Photo
 
     colorizer = inference.Colorizer(str(tiny_weights))
     photo = Photo((np.random.default_rng(0).random((203, 77, 3)) * 255).astype(np.uint8))
@@ -324,7 +324,7 @@ def test_recursive_glob_mirrors_the_tree_once(tmp_path, tiny_weights):
 def test_outputs_honour_the_umask(tmp_path, tiny_weights):
     src = make_photo(tmp_path / "a.png", mode="L")
     assert run(src, "--model", tiny_weights).exit_code == 0
-    from colorize_cli.imageio import _UMASK
+    from colorize_cli.io.images import _UMASK
 
     assert (tmp_path / "a_color.png").stat().st_mode & 0o777 == 0o666 & ~_UMASK
 

@@ -23,15 +23,15 @@ from PIL import Image
 from textures import textured
 from typer.testing import CliRunner
 
-from colorize_cli.cards import pretrained_parts
+from colorize_cli.app.train import TrainConfig, Trainer, TrainSetupError
 from colorize_cli.cli import app
 from colorize_cli.color import model_output_to_rgb, rgb_to_model_input
-from colorize_cli.hub import model_card
+from colorize_cli.engine.hub import model_card
+from colorize_cli.engine.perceptual import encoder_distance, get_encoder_distance
+from colorize_cli.engine.weights import export_generator, load_generator
 from colorize_cli.models import create_model, get_spec
+from colorize_cli.models.describe import pretrained_parts
 from colorize_cli.models.encoders import colorizer_trunk
-from colorize_cli.perceptual import encoder_distance, get_encoder_distance
-from colorize_cli.train import TrainConfig, Trainer, TrainSetupError
-from colorize_cli.weights import export_generator, load_generator
 
 
 def _bundled(name: str) -> Path:
@@ -212,7 +212,7 @@ def test_auto_uses_the_encoder_distance_without_lpips_and_the_weights_and_card_s
     config = TrainConfig(model="pix2pix-lpips", dataset=str(tmp_path / "data"), output=str(tmp_path / "run"),
                          size=128, batch_size=2, steps=1, model_options={"width": 4},
                          discriminator_options={"width": 8})
-    from colorize_cli.train import train
+    from colorize_cli.app.train import train
 
     weights = train(config, progress=False)
     assert "the official LPIPS is unavailable" in capsys.readouterr().err
@@ -298,7 +298,7 @@ def test_a_few_steps_with_the_encoder_distance_lower_the_perceptual_loss(tmp_pat
 # ----- FD-EffLite0 in colorize eval -----
 
 def test_fd_efflite0_is_zero_for_the_truths_and_positive_for_gray_or_blurred_sets(tmp_path):
-    from colorize_cli.perceptual import EvalPerceptual
+    from colorize_cli.engine.perceptual import EvalPerceptual
 
     truths = [textured(64, 64, seed=s) for s in range(4)]
     ev = EvalPerceptual(truths, fd=True)
@@ -316,7 +316,7 @@ def test_eval_fd_efflite0_in_the_report_and_one_line_when_its_weights_are_missin
                                                                                     monkeypatch):
     import dataclasses
 
-    from colorize_cli import perceptual
+    from colorize_cli.engine import perceptual
     from colorize_cli.models import encoders
 
     (tmp_path / "data").mkdir()

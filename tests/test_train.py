@@ -5,11 +5,11 @@ import torch
 from conftest import make_photo
 from typer.testing import CliRunner
 
+from colorize_cli.app.data import BatchSampler, load_folder
+from colorize_cli.app.train import TrainConfig, Trainer, TrainSetupError
 from colorize_cli.cli import app
-from colorize_cli.data import BatchSampler, load_folder
-from colorize_cli.losses import ColorRebalance
-from colorize_cli.train import TrainConfig, Trainer, TrainSetupError
-from colorize_cli.weights import load_generator
+from colorize_cli.engine.weights import load_generator
+from colorize_cli.models.losses import ColorRebalance
 
 
 def _folder(root: Path, n: int = 6) -> Path:
@@ -269,8 +269,8 @@ def test_init_from_weights_of_another_architecture_is_one_clear_line(tmp_path):
 def test_recon_loss_replaces_the_recipes_and_is_recorded_and_carded(tmp_path):
     import json
 
-    from colorize_cli.cards import pretrained_parts
     from colorize_cli.color import rgb_to_model_input
+    from colorize_cli.models.describe import pretrained_parts
 
     l_norm, ab = rgb_to_model_input(torch.rand(2, 3, 224, 224))
     small = {"width": 4, "latent": 8}

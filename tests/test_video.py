@@ -18,10 +18,10 @@ from conftest import make_photo
 from test_photos import _run_in_terminal
 from typer.testing import CliRunner
 
+from colorize_cli.app.films import film_flicker
 from colorize_cli.cli import app
-from colorize_cli.temporal import estimate_flow
-from colorize_cli.video import film_flicker
-from colorize_cli.videoio import work_folder
+from colorize_cli.engine.temporal import estimate_flow
+from colorize_cli.io.films import work_folder
 
 
 def run(*args):

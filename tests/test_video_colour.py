@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from PIL import Image
 from test_video import run, texture
 
+from colorize_cli.app.films import film_flicker
 from colorize_cli.color import rgb_to_lab
-from colorize_cli.temporal import ChromaStabilizer
-from colorize_cli.video import film_flicker
+from colorize_cli.engine.temporal import ChromaStabilizer
 
 BT601 = (0.299, 0.114)
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import make_photo
 from test_video import make_film, run, summary_of
 
-from colorize_cli.videoio import CONTAINERS, VIDEO_SUFFIXES, default_codec
+from colorize_cli.io.films import CONTAINERS, VIDEO_SUFFIXES, default_codec
 
 
 def frame_count(path) -> int:

@@ -1,4 +1,4 @@
-"""Film writes are atomic and durable (colorize_cli.atomic): a join that the kernel cuts short
+"""Film writes are atomic and durable (colorize_cli.io.atomic): a join that the kernel cuts short
 (RLIMIT_FSIZE in a child) leaves nothing under the final name and no temporary file, and the rerun
 finishes the film from its segments; a second process on a film being written leaves it alone."""
 
@@ -13,7 +13,7 @@ import time
 import av
 from test_video import make_film
 
-from colorize_cli.videoio import work_folder
+from colorize_cli.io.films import work_folder
 
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
 

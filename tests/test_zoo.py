@@ -2,7 +2,7 @@
 size rule, and trains a step of its recipe; the recipes' losses are what the studies say.
 
 Models are built at width 4 (``create_model`` overrides) and trained on tiny random batches. The
-LPIPS network (colorize_cli.perceptual) is replaced by a stand-in where these tests check the
+LPIPS network (colorize_cli.engine.perceptual) is replaced by a stand-in where these tests check the
 trainer's wiring of the perceptual term; one test trains with the real one, its weights (test-made)
 fetched from a server on 127.0.0.1.
 """
@@ -22,16 +22,16 @@ from test_perceptual import env, lpips_files, served  # noqa: F401 - LPIPS files
 from torch import nn
 from typer.testing import CliRunner
 
+from colorize_cli.app.train import TrainConfig, Trainer, TrainSetupError
 from colorize_cli.cli import app
 from colorize_cli.color import model_output_to_rgb
-from colorize_cli.imageio import read_image
-from colorize_cli.inference import Colorizer
-from colorize_cli.losses import adversarial_loss, gradient_penalty, kl_divergence
+from colorize_cli.engine.colorizer import Colorizer
+from colorize_cli.engine.perceptual import ALEXNET, LPIPS_ALEX
+from colorize_cli.engine.weights import export_generator
+from colorize_cli.io.images import read_image
 from colorize_cli.models import create_discriminator, create_model, get_spec, list_models
-from colorize_cli.perceptual import ALEXNET, LPIPS_ALEX
+from colorize_cli.models.losses import adversarial_loss, gradient_penalty, kl_divergence
 from colorize_cli.preprocess import equalize_histogram, gaussian_blur
-from colorize_cli.train import TrainConfig, Trainer, TrainSetupError
-from colorize_cli.weights import export_generator
 
 TINY = {"width": 4}
 STUDY_MODELS = ["resnet-patchgan", "pix2pix", "pix2pix-lpips", "pix2pix-wgangp", "pix2pix-wgangp-lpips",
@@ -58,10 +58,10 @@ def _batch(size: int, n: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Te
 
 @pytest.fixture
 def stand_in_lpips(monkeypatch):
-    """Replace colorize_cli.perceptual by a stand-in; returns the list of the (a, b) pairs it was given.
+    """Replace colorize_cli.engine.perceptual by a stand-in; returns the list of the (a, b) pairs it was given.
     ``stand_in_lpips.fail = True`` makes it behave as when the pretrained weights cannot be had."""
     calls: list[tuple[torch.Tensor, torch.Tensor]] = []
-    module = types.ModuleType("colorize_cli.perceptual")
+    module = types.ModuleType("colorize_cli.engine.perceptual")
 
     class WeightsUnavailable(RuntimeError):
         pass
@@ -74,7 +74,7 @@ def stand_in_lpips(monkeypatch):
         return ((a - b) ** 2).flatten(1).mean(1)
 
     module.WeightsUnavailable, module.lpips_distance, module.fail = WeightsUnavailable, lpips_distance, False
-    monkeypatch.setitem(sys.modules, "colorize_cli.perceptual", module)
+    monkeypatch.setitem(sys.modules, "colorize_cli.engine.perceptual", module)
     return module, calls
 
 

@@ -20,7 +20,7 @@ import json
 import re
 from pathlib import Path
 
-from colorize_cli.weights import (
+from colorize_cli.engine.weights import (
     export_generator,
     load_generator,
     read_weights_toml,

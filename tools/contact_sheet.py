@@ -17,8 +17,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageOps
 
-from colorize_cli.batch import run_batch
-from colorize_cli.data import find_images
+from colorize_cli.app.batch import run_batch
+from colorize_cli.app.data import find_images
 
 
 def _cell(path: Path, height: int, width: int) -> Image.Image:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from colorize_cli.video import film_flicker
+from colorize_cli.app.films import film_flicker
 
 
 def main() -> None:

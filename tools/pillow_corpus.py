@@ -67,7 +67,7 @@ def main() -> int:
         else:
             kinds["failed as unreadable (Pillow cannot decode it either)"] += 1
             unreadable.append(f)
-    from colorize_cli.imageio import output_problem
+    from colorize_cli.io.images import output_problem
 
     outputs = [p for p in args.output.rglob("*") if p.is_file()]
     broken = [str(p) for p in outputs if output_problem(p) is not None]
@@ -106,7 +106,7 @@ def main() -> int:
 
 def _sizes(args):
     """(source, output, output size, upright source size) of every output written."""
-    from colorize_cli.batch import plan_jobs
+    from colorize_cli.app.batch import plan_jobs
 
     for job in plan_jobs([args.corpus], args.output, "_color").jobs:
         if not job.target.exists():

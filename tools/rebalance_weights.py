@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
+from colorize_cli.app.data import BatchSampler, load_folder
 from colorize_cli.color import AB_SCALE
-from colorize_cli.data import BatchSampler, load_folder
-from colorize_cli.losses import ColorRebalance
+from colorize_cli.models.losses import ColorRebalance
 
 
 def main() -> None:

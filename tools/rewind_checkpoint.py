@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from colorize_cli.atomic import atomic_write
-from colorize_cli.weights import load_generator
+from colorize_cli.engine.weights import load_generator
+from colorize_cli.io.atomic import atomic_write
 
 
 def main(argv: list[str] | None = None) -> int:

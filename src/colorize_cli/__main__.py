@@ -8,7 +8,7 @@ import sys
 
 def main() -> None:
     if sys.argv[1:] in (["--version"], ["-V"]):
-        from colorize_cli import __version__
+        from colorize_cli._version import __version__
 
         print(f"colorize-cli {__version__}")
         return

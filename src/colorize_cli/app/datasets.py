@@ -21,9 +21,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from colorize_cli.download import (
+from colorize_cli.app.data import FolderData, load_folder
+from colorize_cli.io.download import (
     CHUNK,
     DownloadError,
     check_space,
@@ -33,9 +34,8 @@ from colorize_cli.download import (
     log,
     progress_bar,
 )
-
-if TYPE_CHECKING:
-    from colorize_cli.data import FolderData
+from colorize_cli.io.files import find_images
+from colorize_cli.io.images import is_grayscale
 
 MIRROR_ENV = "COLORIZE_DATASETS_URL"
 COMPLETE = ".complete"
@@ -178,7 +178,7 @@ def load_dataset(name_or_path: str, cache_size: int, cache_dir: Path | None = No
                  progress: bool = True) -> FolderData:
     """Every colour photo of a folder or a named dataset as an ``(N, S, S, 3)`` uint8 tensor.
 
-    A folder (an existing one wins over a name) goes to :func:`~colorize_cli.data.load_folder`. A name
+    A folder (an existing one wins over a name) goes to :func:`~colorize_cli.app.data.load_folder`. A name
     (``cifar10``, ``places365``, ``imagenette``…, optionally ``NAME:SPLIT``) is downloaded and
     extracted first if it is not in the cache. Grayscale images are skipped and counted for every
     dataset. CIFAR-10 stays at its native 32 px when ``cache_size`` is larger (upsampling would only
@@ -188,7 +188,6 @@ def load_dataset(name_or_path: str, cache_size: int, cache_dir: Path | None = No
         FileNotFoundError: neither a folder nor a known name. DatasetError (and its subclasses): the
         download, its verification or the extraction failed; the message says what to do.
     """
-    from colorize_cli.data import load_folder
 
     path = Path(name_or_path)
     if path.is_dir():
@@ -219,7 +218,6 @@ def load_dataset(name_or_path: str, cache_size: int, cache_dir: Path | None = No
 
 def count_images(name_or_path: str, split: str = "train") -> int:
     """How many images a folder holds, or a named dataset's split holds by its publisher's count."""
-    from colorize_cli.data import find_images
 
     if Path(name_or_path).is_dir():
         return len(find_images(Path(name_or_path)))
@@ -252,8 +250,6 @@ def read_cifar10(archive: Path, split: str, cache_size: int = 32) -> FolderData:
     import numpy as np
     import torch
     import torch.nn.functional as F
-
-    from colorize_cli.data import FolderData, is_grayscale
 
     names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
     batches = []

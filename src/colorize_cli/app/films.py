@@ -30,11 +30,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from colorize_cli.atomic import atomic_write, exclusive_lock, remove_stale_parts, write_text
-from colorize_cli.color import denormalize_l, gray_to_l, lab_to_rgb
-from colorize_cli.imageio import Photo
-from colorize_cli.temporal import ChromaStabilizer
-from colorize_cli.videoio import (
+from colorize_cli._version import __version__
+from colorize_cli.color import denormalize_l, gray_to_l, lab_to_rgb, rgb_to_lab
+from colorize_cli.engine.temporal import ChromaStabilizer, chroma_flicker
+from colorize_cli.io.atomic import atomic_write, exclusive_lock, remove_stale_parts, write_text
+from colorize_cli.io.films import (
     SegmentWriter,
     VideoError,
     choose_encoder,
@@ -43,6 +43,7 @@ from colorize_cli.videoio import (
     open_source,
     work_folder,
 )
+from colorize_cli.io.images import Photo
 
 # luma/chroma weights (Kr, Kb) and FFmpeg's AVColorSpace number of each matrix
 MATRICES = {"bt709": (0.2126, 0.0722, 1), "bt601": (0.299, 0.114, 6)}
@@ -206,8 +207,6 @@ def colorize_film(colorizer, source: Path, target: Path, opts: FilmOptions, on_f
 
 
 def _colorize_film(colorizer, source: Path, target: Path, opts: FilmOptions, on_frames) -> FilmResult:
-    from colorize_cli import __version__
-
     src = open_source(source)
     result = FilmResult()
     try:
@@ -448,7 +447,6 @@ def film_flicker(path: Path, size: int = 256) -> tuple[float, int, float]:
     mean chroma sqrt(a² + b²) of all frames: a smoother that only washed the colour out would show there)."""
     import av
 
-    from colorize_cli.color import rgb_to_lab
 
     lums, abs_ = [], []
     with av.open(str(path)) as container:
@@ -459,7 +457,6 @@ def film_flicker(path: Path, size: int = 256) -> tuple[float, int, float]:
             lab = rgb_to_lab(F.interpolate(rgb[None], size=shape, mode="area")[0])
             lums.append(lab[0])
             abs_.append(lab[1:])
-    from colorize_cli.temporal import chroma_flicker
 
     flicker, cuts = chroma_flicker(lums, abs_)
     return flicker, cuts, float(torch.stack(abs_).pow(2).sum(1).sqrt().mean()) if abs_ else 0.0

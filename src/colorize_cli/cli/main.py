@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
-from colorize_cli import __version__
+from colorize_cli._version import __version__
 
 DEFAULT_COMMAND = "colorize"
 
@@ -61,7 +61,7 @@ def _root(
 
 
 def _fail(problem: str | BaseException, code: int = 1) -> None:
-    from colorize_cli.batch import error_message
+    from colorize_cli.app.batch import error_message
 
     text = error_message(problem) if isinstance(problem, BaseException) else problem
     print(f"error: {text}", file=sys.stderr)
@@ -137,8 +137,8 @@ def colorize_command(
       colorize grandma.jpg                    colorize film.mp4 --crf 16
       colorize album/ reels/ --output out/    colorize reel.mkv --codec libx265
     """
-    from colorize_cli.batch import parse_shard, run_batch
-    from colorize_cli.hub import hub_options
+    from colorize_cli.app.batch import parse_shard, run_batch
+    from colorize_cli.engine.hub import hub_options
 
     if fmt not in ("same", "jpg", "png", "webp", "tiff"):
         _fail(f"--format {fmt}: use same, jpg, png, webp or tiff", 2)
@@ -147,7 +147,7 @@ def colorize_command(
     except ValueError as exc:
         _fail(exc, 2)
     if codec is not None:
-        from colorize_cli.videoio import check_codec
+        from colorize_cli.io.films import check_codec
 
         try:
             check_codec(codec)
@@ -263,11 +263,11 @@ def train(
     The same command runs data-parallel on N processes (DistributedDataParallel) under
     'torchrun --nproc-per-node N -m colorize_cli train ...': --batch-size is the global batch.
     """
-    from colorize_cli.data import parse_source
-    from colorize_cli.datasets import DATASETS, DatasetError, count_images, is_dataset_name
-    from colorize_cli.distributed import is_main_process
-    from colorize_cli.train import TrainConfig
-    from colorize_cli.train import train as run_training
+    from colorize_cli.app.data import parse_source
+    from colorize_cli.app.datasets import DATASETS, DatasetError, count_images, is_dataset_name
+    from colorize_cli.app.distributed import is_main_process
+    from colorize_cli.app.train import TrainConfig
+    from colorize_cli.app.train import train as run_training
 
     datasets = dataset or ["."]
     for spec in datasets:
@@ -290,7 +290,7 @@ def train(
                          model_options=_model_options(model_option), init=init)
     push_to_hub = push_to_hub if is_main_process() else None  # under torchrun, rank 0 alone uploads
     if push_to_hub:
-        from colorize_cli.hub import check_can_push
+        from colorize_cli.engine.hub import check_can_push
 
         try:
             check_can_push(push_to_hub)  # before hours of training, not after
@@ -301,7 +301,7 @@ def train(
     except (FileNotFoundError, ValueError, KeyError, DatasetError) as exc:
         _fail(exc)
     if push_to_hub:
-        from colorize_cli.hub import push_run
+        from colorize_cli.engine.hub import push_run
 
         try:
             result = push_run(weights, push_to_hub)
@@ -338,8 +338,8 @@ def eval_command(
     """Measure models on held-out photos by the protocol of docs/evaluation.md, beside the gray baseline."""
     import json
 
-    from colorize_cli.evaluate import PERCEPTUAL_COLUMNS, run_eval
-    from colorize_cli.weights import DEFAULT_MODEL, read_weights_toml
+    from colorize_cli.app.evaluate import PERCEPTUAL_COLUMNS, run_eval
+    from colorize_cli.engine.weights import DEFAULT_MODEL, read_weights_toml
 
     if model == "all":
         names = [n for n, e in read_weights_toml().items() if e.bundled]
@@ -384,9 +384,9 @@ def models(
     from rich.console import Console
     from rich.table import Table
 
-    from colorize_cli.hub import where
+    from colorize_cli.engine.hub import where
+    from colorize_cli.engine.weights import DEFAULT_MODEL, bundled_path, read_weights_toml
     from colorize_cli.models import create_model, get_spec, list_models, saved_options
-    from colorize_cli.weights import DEFAULT_MODEL, bundled_path, read_weights_toml
 
     try:
         entries = read_weights_toml()
@@ -417,7 +417,7 @@ def models(
 def datasets_command() -> None:
     """List the named datasets for 'train --dataset': split, images, official URL, download size, how it
     is checked and whether it is in the cache ($COLORIZE_CACHE/datasets; docs/datasets.md)."""
-    from colorize_cli.datasets import datasets_dir, describe
+    from colorize_cli.app.datasets import datasets_dir, describe
 
     for row in describe():
         print(f"{row['name']:24} {row['images']:>9} images {row['size']:>9}  {row['checksum']:4} "
@@ -438,9 +438,9 @@ def download(
     trust_remote_pickle: Annotated[bool, typer.Option(help="Allow .pt/.pth/.bin/.ckpt checkpoints.")] = False,
 ) -> None:
     """Fetch weights into the cache now (pinned and sha256-checked), so later runs work offline."""
-    from colorize_cli.batch import error_message
-    from colorize_cli.hub import locate
-    from colorize_cli.weights import read_weights_toml
+    from colorize_cli.app.batch import error_message
+    from colorize_cli.engine.hub import locate
+    from colorize_cli.engine.weights import read_weights_toml
 
     names = list(names or [])
     if all_models:
@@ -476,8 +476,8 @@ def publish(
 ) -> None:
     """Upload a model's weights, config and model card to the Hub, then pin the returned commit and
     the file's sha256 in weights.toml (only that model's table is rewritten)."""
-    from colorize_cli.hub import publish as publish_model
-    from colorize_cli.weights import weights_toml_path
+    from colorize_cli.engine.hub import publish as publish_model
+    from colorize_cli.engine.weights import weights_toml_path
 
     try:
         result = publish_model(name, repo, weights=weights, private=private)
@@ -505,8 +505,8 @@ def export_command(
                                                       "on bundled photos (a quarter of the file).")] = None,
 ) -> None:
     """Export a model to ONNX, check it, and compare ONNX Runtime with torch on random and real inputs."""
-    from colorize_cli.export import export_onnx
-    from colorize_cli.weights import DEFAULT_MODEL
+    from colorize_cli.engine.export import export_onnx
+    from colorize_cli.engine.weights import DEFAULT_MODEL
 
     name = DEFAULT_MODEL if model == "default" else model
     if output is None:

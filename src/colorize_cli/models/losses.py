@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from colorize_cli.color import AB_SCALE
+
 _EPS = 1e-6
 
 
@@ -123,7 +125,6 @@ def color_classification_loss(logits: torch.Tensor, ab_norm: torch.Tensor, bins:
         bins: (Q, 2) bin centres in ab units (:func:`colorize_cli.color.ab_bins`).
         weights: optional (N, 1, H, W) per-pixel weights, averaged to h x w like the targets.
     """
-    from colorize_cli.color import AB_SCALE
 
     h, w = logits.shape[-2:]
     if ab_norm.shape[-2:] != (h, w):

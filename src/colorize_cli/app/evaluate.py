@@ -2,8 +2,8 @@
 
 1. Each ground-truth photo: EXIF orientation, RGB, centred square crop, 256x256 bicubic.
 2. The tool's input is that image as 8-bit grayscale (``convert("L")``) written as PNG.
-3. Every model colorizes those files with :func:`colorize_cli.batch.run_batch`; the outputs are
-   read back and scored against the ground truth with :mod:`colorize_cli.metrics`.
+3. Every model colorizes those files with :func:`colorize_cli.app.batch.run_batch`; the outputs are
+   read back and scored against the ground truth with :mod:`colorize_cli.engine.metrics`.
 The gray baseline (output = input) is always reported beside the models.
 """
 
@@ -22,10 +22,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from colorize_cli import __version__, metrics
-from colorize_cli.atomic import atomic_write, write_text
-from colorize_cli.data import find_images
-from colorize_cli.imageio import save_pil
+from colorize_cli._version import __version__
+from colorize_cli.app.batch import run_batch
+from colorize_cli.engine import metrics
+from colorize_cli.engine.colorizer import resolve_device
+from colorize_cli.engine.perceptual import EvalPerceptual
+from colorize_cli.io.atomic import atomic_write, write_text
+from colorize_cli.io.files import find_images
+from colorize_cli.io.images import save_pil
 
 EVAL_SIZE = 256
 GRAY = "gray"
@@ -71,7 +75,7 @@ def _score(name: str, outputs: list[np.ndarray], samples: list, perceptual=None)
     for (stem, truth, _), out in zip(samples, outputs):
         rows.append({"image": stem, **metrics.image_metrics(out, truth)})
     summary = metrics.summarize(rows)
-    if perceptual is not None:  # a colorize_cli.perceptual.EvalPerceptual: LPIPS per image, FID per set
+    if perceptual is not None:  # a colorize_cli.engine.perceptual.EvalPerceptual: LPIPS per image, FID per set
         values = perceptual.lpips(outputs)
         if values is not None:
             for row, v in zip(rows, values):
@@ -89,7 +93,6 @@ def _score(name: str, outputs: list[np.ndarray], samples: list, perceptual=None)
 def evaluate_model(model: str, samples: list, work: Path, device: str = "cpu", size: int | None = None,
                    perceptual=None) -> ModelResult:
     """Colorize the gray inputs with ``model`` from files, read the outputs back, score them."""
-    from colorize_cli.batch import run_batch
 
     out_dir = work / "outputs" / Path(model).stem
     t0 = time.perf_counter()
@@ -186,14 +189,11 @@ def run_eval(models: list[str], data: Path, output: Path, limit: int | None = No
 
     ``lpips``/``fid``/``fd`` (FD-EffLite0) add those metrics (docs/perceptual.md); when their pretrained weights cannot be
     had they are left out with a warning and a line in the report, or, with ``strict_perceptual``,
-    :class:`colorize_cli.perceptual.WeightsUnavailable` is raised."""
+    :class:`colorize_cli.engine.perceptual.WeightsUnavailable` is raised."""
     work = output / "work"
     samples = prepare(data, work, limit)
     perceptual = None
     if lpips or fid or fd:
-        from colorize_cli.inference import resolve_device
-        from colorize_cli.perceptual import EvalPerceptual
-
         perceptual = EvalPerceptual([s[1] for s in samples], lpips=lpips, fid=fid, fd=fd,
                                     device=resolve_device(device), strict=strict_perceptual)
     results = [gray_baseline(samples, perceptual)] + [evaluate_model(m, samples, work, device, size, perceptual)

@@ -2,7 +2,7 @@
 
 An engine is a callable ``engine(l_norm) -> ab_norm`` on float32 CPU tensors shaped
 ``(N, 1, h, w)`` -> ``(N, 2, h, w)``, with ``h, w`` already at the working size the network needs.
-The :class:`~colorize_cli.inference.Colorizer` does everything else (colour conversion, resizing,
+The :class:`~colorize_cli.engine.colorizer.Colorizer` does everything else (colour conversion, resizing,
 batching), so every backend gives the same pipeline.
 """
 
@@ -74,7 +74,7 @@ def onnx_providers(device: str) -> list:
 
 
 class OnnxEngine:
-    """ONNX Runtime on an exported ``.onnx`` file (see :mod:`colorize_cli.export`).
+    """ONNX Runtime on an exported ``.onnx`` file (see :mod:`colorize_cli.engine.export`).
 
     Args:
         path: the ``.onnx`` file.

@@ -12,7 +12,6 @@ import errno
 import glob
 import hashlib
 import json
-import os
 import re
 import sys
 import threading
@@ -24,9 +23,28 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from colorize_cli.atomic import remove_stale_parts
-from colorize_cli.data import IMAGE_SUFFIXES
-from colorize_cli.videoio import VIDEO_SUFFIXES, in_work_folder, is_video, looks_like_film
+from colorize_cli.app.films import FilmOptions, FilmTask, colorize_film, film_progress
+from colorize_cli.engine.colorizer import Colorizer
+from colorize_cli.io.atomic import remove_stale_parts
+from colorize_cli.io.files import IMAGE_SUFFIXES, walk, walk_reason
+from colorize_cli.io.films import (
+    VIDEO_SUFFIXES,
+    VideoError,
+    film_problem,
+    in_work_folder,
+    is_video,
+    looks_like_film,
+)
+from colorize_cli.io.images import (
+    DEFAULT_MAX_PIXELS,
+    ImageReadError,
+    output_problem,
+    output_suffix,
+    pillow_warnings_as_notes,
+    read_image,
+    set_max_pixels,
+    write_image,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 _GLOB_CHARS = set("*?[")
@@ -149,47 +167,6 @@ def shard_of(key: str, count: int) -> int:
     return int.from_bytes(digest, "big") % count + 1
 
 
-def walk(folder: Path, problems: list[tuple[Path, str]], _above: frozenset = frozenset()) -> list[Path]:
-    """Every file under ``folder``, following symbolic links to folders; what cannot be walked is
-    appended to ``problems`` as (path, reason): an unreadable folder, a broken symbolic link, a
-    symbolic link loop (a link to a folder above it, or a link that resolves to itself)."""
-    try:
-        st = folder.stat()
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError as exc:
-        problems.append((folder, _walk_reason(exc, folder) + " (folder not read)"))
-        return []
-    above = _above | {(st.st_dev, st.st_ino)}
-    files: list[Path] = []
-    for entry in entries:
-        path = Path(entry.path)
-        try:
-            if entry.is_dir():
-                target = path.stat()
-                if entry.is_symlink() and (target.st_dev, target.st_ino) in above:
-                    reason = f"symbolic link loop (points to {os.readlink(path)}, a folder above it)"
-                    problems.append((path, reason))
-                else:
-                    files += walk(path, problems, above)
-            elif entry.is_file():
-                files.append(path)
-            elif entry.is_symlink():
-                path.stat()  # raises: the link is broken or loops
-        except OSError as exc:
-            problems.append((path, _walk_reason(exc, path)))
-    return files
-
-
-def _walk_reason(exc: OSError, path: Path) -> str:
-    if exc.errno == errno.ELOOP:
-        return f"symbolic link loop (points to {os.readlink(path)})" if path.is_symlink() else "symbolic link loop"
-    if exc.errno == errno.ENOENT and path.is_symlink():
-        return f"broken symbolic link (points to {os.readlink(path)}, which does not exist)"
-    if isinstance(exc, PermissionError):
-        return "permission denied"
-    return exc.strerror or str(exc)
-
-
 def _name_apart(jobs: list[Job]) -> None:
     """Inputs that would get the same output name (``hopper.png`` and ``hopper.gif`` both make
     ``hopper_color.png``) are told apart: the one whose extension is the output's keeps the name,
@@ -225,7 +202,6 @@ def plan_jobs(inputs: list, output: Path | None, suffix: str, fmt: str = "same",
     or a glob keep their place under it in ``output``. With ``shard=(I, N)`` only the files of shard
     I are planned or counted (:func:`shard_of`).
     """
-    from colorize_cli.imageio import output_suffix
 
     plan = Plan()
     jobs: list[tuple[Job, bool]] = []  # every job, and whether it is in this shard
@@ -243,7 +219,7 @@ def plan_jobs(inputs: list, output: Path | None, suffix: str, fmt: str = "same",
             files = sorted(f for f in walk(path, problems) if not in_work_folder(f.relative_to(path))) \
                 if path.is_dir() else [path]
             if not path.is_dir() and path.is_symlink() and not path.exists():
-                files, problems = [], [(path, _walk_reason(_stat_error(path), path))]
+                files, problems = [], [(path, walk_reason(_stat_error(path), path))]
             rel_root = root if root is not None else (path if path.is_dir() else None)
             mine = [(p, why) for p, why in problems if shard_of(_relative(p, rel_root), shard[1]) == shard[0]]
             plan.problems += mine
@@ -313,9 +289,6 @@ class BatchOptions:
 def run_batch(inputs: list, **options) -> int:
     """Colorize ``inputs`` (files, folders, globs); returns the exit code. Options: :class:`BatchOptions`."""
     opts = BatchOptions(**options)
-    from colorize_cli.imageio import DEFAULT_MAX_PIXELS, pillow_warnings_as_notes, set_max_pixels
-    from colorize_cli.inference import Colorizer
-
     def err(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
@@ -382,9 +355,6 @@ def run_batch(inputs: list, **options) -> int:
 def _outputs_done(job: Job, err=None) -> bool:
     """True if every output of ``job`` is there and whole; an output that is there but not whole (a
     write cut short by an older version, another program) is named through ``err`` and redone."""
-    from colorize_cli.imageio import output_problem
-    from colorize_cli.videoio import film_problem
-
     done = True
     for target in job.targets:
         film = is_video(target)
@@ -414,9 +384,6 @@ class _Runner:
             self._report_failure(job, exc)
 
     def _report_failure(self, job: Job, exc: BaseException) -> None:
-        from colorize_cli.imageio import ImageReadError
-        from colorize_cli.videoio import VideoError
-
         if isinstance(exc, (ImageReadError, VideoError)):
             reason = str(exc)
         elif isinstance(exc, PermissionError):
@@ -439,7 +406,6 @@ class _Runner:
 
     def _write(self, job: Job, photo, abs_small: list) -> None:
         """Finish and write one job's outputs, then count it (in the writer thread)."""
-        from colorize_cli.imageio import output_problem, write_image
 
         try:
             for target, ab_small in zip(job.targets, abs_small):
@@ -464,7 +430,6 @@ class _Runner:
             TimeRemainingColumn,
         )
 
-        from colorize_cli.imageio import read_image
 
         console = Console(stderr=True)
         show = console.is_terminal and not self.opts.quiet and jobs
@@ -547,7 +512,6 @@ class _Runner:
         """Colorize films one after the other (each one decodes, predicts and encodes in parallel)."""
         from rich.console import Console
 
-        from colorize_cli.video import FilmOptions, FilmTask, colorize_film, film_progress
 
         if not jobs:
             return

@@ -3,13 +3,12 @@
 An exported model is ``NAME.safetensors`` (fp16 tensors; the safetensors header metadata holds
 ``arch`` and the JSON ``options`` the builder needs) plus ``NAME.json`` beside it with the same
 config, readable without torch. A model *name* is resolved through ``weights.toml`` by
-``colorize_cli.hub``: a local path, the file bundled inside the package, the Hugging Face cache, or a
+``colorize_cli.engine.hub``: a local path, the file bundled inside the package, the Hugging Face cache, or a
 download pinned to a Hub commit and checked against the sha256 written here (docs/hub.md).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -23,8 +22,8 @@ import torch
 from safetensors.torch import load_file, save
 from torch import nn
 
-from colorize_cli import __version__
-from colorize_cli.atomic import write_bytes, write_text
+from colorize_cli._version import __version__
+from colorize_cli.io.atomic import write_bytes, write_text
 from colorize_cli.models import create_model, get_spec, saved_options
 
 DEFAULT_MODEL = "efflite-unet-gan"
@@ -76,14 +75,6 @@ class WeightsEntry:
         return dict(self.info.get("metrics", {}))
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _package_file(name: str) -> Path:
     return Path(str(resources.files("colorize_cli") / name))
 
@@ -95,7 +86,7 @@ def weights_toml_path() -> Path:
     if os.environ.get(WEIGHTS_TOML_ENV):
         return Path(os.environ[WEIGHTS_TOML_ENV])
     inside = _package_file("weights.toml")
-    return inside if inside.exists() else Path(__file__).resolve().parents[2] / "weights.toml"
+    return inside if inside.exists() else Path(__file__).resolve().parents[3] / "weights.toml"
 
 
 def _check_entry(where: str, entry: WeightsEntry) -> None:

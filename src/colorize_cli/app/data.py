@@ -20,26 +20,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from colorize_cli.color import rgb_to_model_input
-
-# the photo formats Pillow reads (icons, textures, animations and vector formats are left out)
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".bmp", ".dib", ".webp", ".tif", ".tiff", ".gif",
-                  ".jp2", ".j2k", ".j2c", ".jpf", ".jpx", ".mpo", ".avif", ".ppm", ".pgm", ".pbm", ".pnm",
-                  ".tga", ".pcx", ".sgi", ".psd", ".qoi"}
-# an RGB image whose channels differ by less than this on average (0-255) is treated as grayscale
-GRAY_TOLERANCE = 2.0
-
-
-def find_images(root: Path) -> list[Path]:
-    """Image files under ``root`` (recursive, by suffix), sorted for reproducibility."""
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-
-
-def is_grayscale(rgb: np.ndarray, maxval: int = 255) -> bool:
-    """True if an HxWx3 array (code values 0..maxval) carries no colour: its channels differ by less
-    than GRAY_TOLERANCE 8-bit levels on average. Training skips such photos; colorizing counts the others."""
-    x = rgb.astype(np.float32) * (255.0 / maxval)
-    spread = np.abs(x[..., 0] - x[..., 1]).mean() + np.abs(x[..., 1] - x[..., 2]).mean()
-    return bool(spread < GRAY_TOLERANCE)
+from colorize_cli.io.files import IMAGE_SUFFIXES, find_images
+from colorize_cli.io.images import is_grayscale
 
 
 def _decode(args: tuple[str, int]) -> tuple[str, np.ndarray | None, str]:

@@ -23,12 +23,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from colorize_cli import __version__
-from colorize_cli.atomic import atomic_write
+from colorize_cli._version import __version__
 from colorize_cli.color import AB_SCALE, L_CENTER, L_SCALE, normalize_l, rgb_to_lab
-from colorize_cli.hub import resolve
+from colorize_cli.engine.backends import OnnxEngine
+from colorize_cli.engine.hub import resolve
+from colorize_cli.engine.weights import load_generator
+from colorize_cli.io.atomic import atomic_write
+from colorize_cli.io.files import sha256_of
 from colorize_cli.models import get_spec
-from colorize_cli.weights import load_generator, sha256_of
 
 INPUT_NAME, OUTPUT_NAME = "l_norm", "ab_norm"
 QUANTIZE_MODES = ("int8",)
@@ -206,8 +208,6 @@ def quantize_int8(src: Path, dst: Path, height: int, width: int) -> None:
 
 
 def _verify(path: Path, net: torch.nn.Module, multiple: int, fixed: int | None) -> list:
-    from colorize_cli.backends import OnnxEngine
-
     try:
         engine = OnnxEngine(path)
     except Exception as exc:  # onnxruntime raises its own error types for unsupported graphs

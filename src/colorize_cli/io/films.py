@@ -7,7 +7,7 @@ size, sample aspect, colour tags, the display matrix (rotation), the audio strea
 exactly) and renames it into place when it is complete; it also records each packet's pts and dts
 (and duration) as the encoder gave them, since NUT cannot store the negative dts of B-frame delay.
 :func:`join` puts the segments' packets, with those timestamps, and the source's audio packets,
-copied untouched, into one file. Both write through :func:`colorize_cli.atomic.atomic_write` (PyAV
+copied untouched, into one file. Both write through :func:`colorize_cli.io.atomic.atomic_write` (PyAV
 muxes into its file object): whole, synced and renamed, or not there. :func:`film_problem` tells
 a rerun whether an existing output is a whole film.
 """
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from colorize_cli.atomic import atomic_write
+from colorize_cli.io.atomic import atomic_write
 
 # Each film suffix: FFmpeg's muxer, and the encoders tried for it by default (the first this FFmpeg has).
 # Every one is written by tests/test_video_containers.py. Not here: .dv (DV allows only PAL/NTSC frame
@@ -373,7 +373,7 @@ class SegmentWriter:
 def join(segments: list[tuple[Path, list]], source: Path, target: Path, display_matrix: list[int] | None) -> None:
     """Write ``target``: the video packets of the segments (path, the writer's ``timestamps``) in
     order, the source's audio packets copied, the container and stream metadata and the display
-    matrix kept. Written by :func:`colorize_cli.atomic.atomic_write`: whole or not at all.
+    matrix kept. Written by :func:`colorize_cli.io.atomic.atomic_write`: whole or not at all.
     """
     import av
 

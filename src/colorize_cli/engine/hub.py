@@ -29,15 +29,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from colorize_cli import __version__
-from colorize_cli.weights import (
+from colorize_cli._version import __version__
+from colorize_cli.engine.weights import (
     PICKLE_SUFFIXES,
     WeightsEntry,
     bundled_path,
     read_weights_toml,
-    sha256_of,
     update_weights_toml,
 )
+from colorize_cli.io.files import sha256_of
+from colorize_cli.models import get_spec
+from colorize_cli.models.describe import pretrained_parts
 
 LIBRARY_NAME = "colorize-cli"
 DEFAULT_FILE = "model.safetensors"
@@ -419,7 +421,6 @@ def _json_bytes(obj: dict[str, Any]) -> bytes:
 def model_card(name: str, repo_id: str, filename: str, config: dict[str, Any], sha256: str,
                entry: WeightsEntry | None = None) -> str:
     """README.md for the Hub repository: front matter, how to use it, what it is, its numbers."""
-    from colorize_cli.models import get_spec
 
     arch = config.get("arch", "?")
     try:
@@ -443,7 +444,6 @@ def model_card(name: str, repo_id: str, filename: str, config: dict[str, Any], s
     if trained_on:
         lines += [f"Trained on: {trained_on}.", ""]
     if study:  # which pretrained networks stand in for the study's (trunk, perceptual loss)
-        from colorize_cli.cards import pretrained_parts
 
         parts = pretrained_parts(arch, config)
         lines += [*parts, ""] if parts else []

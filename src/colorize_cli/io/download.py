@@ -4,7 +4,7 @@
 What is already in the ``.part`` file is resumed with an HTTP ``Range`` request; a dropped connection
 (also one that ends before ``Content-Length``, which ``http.client`` does not report) is resumed up to
 ``RETRIES`` times; the free disk space is checked first. It returns the md5, sha256 and first-MiB md5
-of the whole file. :mod:`colorize_cli.datasets` (training datasets) and :mod:`colorize_cli.perceptual`
+of the whole file. :mod:`colorize_cli.app.datasets` (training datasets) and :mod:`colorize_cli.engine.perceptual`
 (pretrained LPIPS/FID weights) both use it. Whatever goes wrong is one :class:`DownloadError` (or the
 caller's subclass of it) whose message says what to do.
 """
@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from colorize_cli import __version__
+from colorize_cli._version import __version__
 
 CHUNK = 1 << 20
 HEAD_BYTES = 1 << 20  # fast.ai checks its archives by size and the md5 of their first MiB

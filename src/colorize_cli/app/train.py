@@ -7,7 +7,7 @@ update the discriminator ``critic_steps`` times, update the generator with
 ``recon_weight·recon + adversarial + perceptual_weight·perceptual + kl_weight·KL`` (the perceptual
 distance: the official LPIPS or its form on a pretrained encoder, ``--perceptual``). Checkpoints are plain
 dicts (nanoGPT style) written atomically, and hold the RNG state so that ``--resume`` continues the
-same run. Under ``torchrun`` the same loop runs data-parallel (:mod:`colorize_cli.distributed`); on a
+same run. Under ``torchrun`` the same loop runs data-parallel (:mod:`colorize_cli.app.distributed`); on a
 GPU it runs in bfloat16 autocast with channels-last tensors unless ``--no-amp``.
 """
 
@@ -29,14 +29,18 @@ from PIL import Image
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from colorize_cli import metrics
-from colorize_cli.atomic import atomic_write
+from colorize_cli.app.data import BatchSampler, load_folder, mix_sources, parse_source
+from colorize_cli.app.datasets import load_dataset
+from colorize_cli.app.distributed import World, close_world, init_world
 from colorize_cli.color import AB_SCALE, model_output_to_rgb, rgb_to_model_input
-from colorize_cli.data import BatchSampler, load_folder, mix_sources, parse_source
-from colorize_cli.datasets import load_dataset
-from colorize_cli.distributed import World, close_world, init_world
-from colorize_cli.imageio import save_pil
-from colorize_cli.losses import (
+from colorize_cli.engine import metrics
+from colorize_cli.engine.hub import resolve
+from colorize_cli.engine.weights import export_generator, load_generator
+from colorize_cli.io.atomic import atomic_write
+from colorize_cli.io.images import save_pil
+from colorize_cli.models import ModelSpec, create_discriminator, create_model, get_spec, saved_options
+from colorize_cli.models.encoders import ENCODERS, EncoderWeightsError
+from colorize_cli.models.losses import (
     ColorRebalance,
     adversarial_loss,
     color_classification_loss,
@@ -45,16 +49,13 @@ from colorize_cli.losses import (
     l1_loss,
     reconstruction_loss,
 )
-from colorize_cli.models import ModelSpec, create_discriminator, create_model, get_spec, saved_options
-from colorize_cli.models.encoders import ENCODERS, EncoderWeightsError
 from colorize_cli.preprocess import prepare_l
-from colorize_cli.weights import export_generator
 
 
 @dataclass
 class TrainConfig:
     model: str
-    dataset: str | list[str]  # one or several PATH|NAME[:WEIGHT] (colorize_cli.data.parse_source)
+    dataset: str | list[str]  # one or several PATH|NAME[:WEIGHT] (colorize_cli.app.data.parse_source)
     output: str
     steps: int = 10000
     batch_size: int = 32
@@ -145,7 +146,7 @@ def check_batch(spec: ModelSpec, size: int, batch: int, processes: int = 1) -> N
 
 
 # ``--perceptual``: ``lpips`` is the official LPIPS (AlexNet, downloaded); an encoder name is
-# colorize_cli.perceptual.EncoderDistance on it; ``auto``: LPIPS where its weights can be had, else the first
+# colorize_cli.engine.perceptual.EncoderDistance on it; ``auto``: LPIPS where its weights can be had, else the first
 PERCEPTUAL_LOSSES = ("auto", "lpips", *ENCODERS)
 
 
@@ -157,9 +158,9 @@ def load_perceptual(model: str, choice: str = "auto"):
     if choice not in PERCEPTUAL_LOSSES:
         raise TrainSetupError(f"--perceptual {choice}: use {', '.join(PERCEPTUAL_LOSSES)}")
     try:
-        module = importlib.import_module("colorize_cli.perceptual")
+        module = importlib.import_module("colorize_cli.engine.perceptual")
     except ImportError as exc:
-        raise TrainSetupError(f"{model} trains with a perceptual loss, but colorize_cli.perceptual cannot be "
+        raise TrainSetupError(f"{model} trains with a perceptual loss, but colorize_cli.engine.perceptual cannot be "
                               f"imported ({exc})") from exc
     probe = torch.zeros(1, 3, 64, 64)
     if choice in ("auto", "lpips"):
@@ -541,9 +542,6 @@ class Trainer:
 def _read_init(source: str) -> tuple[dict[str, torch.Tensor], dict | None]:
     """The generator weights and builder options of ``--init`` (a weights.toml name, a file or an
     ``hf://`` reference), as float32; a one-line :class:`TrainSetupError` when they cannot be had."""
-    from colorize_cli.hub import resolve
-    from colorize_cli.weights import load_generator
-
     try:
         net, config = load_generator(resolve(source))
     except (KeyError, OSError, ValueError, RuntimeError) as exc:

@@ -2,7 +2,7 @@
 
 :func:`read_image` applies EXIF orientation and keeps the pixels in their own depth (8- or 16-bit,
 gray or RGB) plus what must survive the round trip: alpha, the ICC profile, EXIF, the format.
-:func:`write_image` writes through :func:`colorize_cli.atomic.atomic_write`, so a failed or
+:func:`write_image` writes through :func:`colorize_cli.io.atomic.atomic_write`, so a failed or
 interrupted run never leaves a half-written output.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from colorize_cli.atomic import _UMASK, atomic_write  # noqa: F401 - _UMASK: outputs honour it
+from colorize_cli.io.atomic import _UMASK, atomic_write  # noqa: F401 - _UMASK: outputs honour it
 
 # Pillow's name for each output format we write, by suffix
 FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF",
@@ -37,6 +37,18 @@ _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 
 class ImageReadError(Exception):
     """A file that cannot be read as an image; the message names the reason."""
+
+
+# an RGB image whose channels differ by less than this on average (0-255) is treated as grayscale
+GRAY_TOLERANCE = 2.0
+
+
+def is_grayscale(rgb: np.ndarray, maxval: int = 255) -> bool:
+    """True if an HxWx3 array (code values 0..maxval) carries no colour: its channels differ by less
+    than GRAY_TOLERANCE 8-bit levels on average. Training skips such photos; colorizing counts the others."""
+    x = rgb.astype(np.float32) * (255.0 / maxval)
+    spread = np.abs(x[..., 0] - x[..., 1]).mean() + np.abs(x[..., 1] - x[..., 2]).mean()
+    return bool(spread < GRAY_TOLERANCE)
 
 
 @dataclass
@@ -65,8 +77,6 @@ class Photo:
         """True if the photo already carries colour (channels differ by more than rounding)."""
         if self.pixels.ndim == 2:
             return False
-        from colorize_cli.data import is_grayscale
-
         step = max(1, int(np.sqrt(self.pixels.shape[0] * self.pixels.shape[1] / 250_000)))  # ~250k samples
         return not is_grayscale(self.pixels[::step, ::step], self.maxval)
 

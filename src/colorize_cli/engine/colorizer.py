@@ -17,13 +17,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from colorize_cli.backends import OnnxEngine, TorchEngine, onnx_providers
 from colorize_cli.color import denormalize_ab, gray_to_l, lab_to_pixels, normalize_l, pixels_to_l, rgb_to_lab
-from colorize_cli.hub import resolve
-from colorize_cli.imageio import Photo
+from colorize_cli.engine.backends import OnnxEngine, TorchEngine, onnx_providers
+from colorize_cli.engine.export import cached_onnx
+from colorize_cli.engine.hub import resolve
+from colorize_cli.engine.weights import DEFAULT_MODEL, load_generator
+from colorize_cli.io.images import Photo
 from colorize_cli.models import get_spec
 from colorize_cli.preprocess import equalize_histogram
-from colorize_cli.weights import DEFAULT_MODEL, load_generator
 
 # Working size when neither --size nor the weights' config ("working_size", chosen on validation
 # photos for each trained model: docs/quality.md) says otherwise.
@@ -64,7 +65,7 @@ class Colorizer:
         size: working size (long side in pixels); None = the default for the model.
         half: fp16 on a GPU.
         backend: ``torch`` (eager) or ``onnx`` (ONNX Runtime; weights are exported once into the
-            cache, see :func:`colorize_cli.export.cached_onnx`).
+            cache, see :func:`colorize_cli.engine.export.cached_onnx`).
     """
 
     def __init__(self, model: str = "default", device: str = "cpu", size: int | None = None,
@@ -90,7 +91,6 @@ class Colorizer:
     def _init_onnx(self, name: str, device: str) -> None:
         """ONNX Runtime engine on a ``.onnx`` file, or on the cached export of weights; the size rule
         and config come from the file's metadata."""
-        from colorize_cli.export import cached_onnx
 
         self.device = torch.device("cpu")  # the engine takes and returns CPU tensors
         self.weights_path = Path(name) if str(name).endswith(".onnx") else cached_onnx(resolve(name))
