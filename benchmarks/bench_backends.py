@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from colorize_cli.app.data import IMAGE_SUFFIXES
 from colorize_cli.engine.backends import OnnxEngine, physical_cores
 from colorize_cli.engine.colorizer import Colorizer
 from colorize_cli.engine.export import export_onnx
 from colorize_cli.engine.hub import resolve
+from colorize_cli.io.files import IMAGE_SUFFIXES
 from colorize_cli.io.images import read_image
 
 

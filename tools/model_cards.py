@@ -18,7 +18,7 @@ from PIL import Image
 from colorize_cli.app.evaluate import GRAY
 from colorize_cli.io.atomic import write_text
 from colorize_cli.io.images import save_pil
-from colorize_cli.models import create_model, get_spec, saved_options
+from colorize_cli.models import count_parameters, get_spec, saved_options
 from colorize_cli.models.describe import pretrained_parts
 
 STRIP_IMAGES = 6
@@ -71,7 +71,7 @@ def write_cards(report: Path, output: Path) -> None:
         arch = config.get("arch", name)
         spec = get_spec(arch)
         options = saved_options(arch, config.get("options"))
-        params = sum(p.numel() for p in create_model(arch, **options).parameters())
+        params = count_parameters(arch, options)
         entry = entries.get(name)
         batch = f" × {config['train_batch']}" if "train_batch" in config else ""
         seconds = config["train_seconds"] + config.get("init_train_seconds", 0) if "train_seconds" in config else None

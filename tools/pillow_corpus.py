@@ -106,7 +106,7 @@ def main() -> int:
 
 def _sizes(args):
     """(source, output, output size, upright source size) of every output written."""
-    from colorize_cli.app.batch import plan_jobs
+    from colorize_cli.app.plan import plan_jobs
 
     for job in plan_jobs([args.corpus], args.output, "_color").jobs:
         if not job.target.exists():

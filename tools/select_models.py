@@ -24,10 +24,10 @@ import numpy as np
 from PIL import Image
 from skimage.color import lab2rgb, rgb2lab
 
-from colorize_cli.app.data import find_images
 from colorize_cli.app.evaluate import evaluate_model, gray_baseline, prepare
 from colorize_cli.engine import metrics
 from colorize_cli.engine.weights import export_generator, load_generator
+from colorize_cli.io.files import find_images
 
 
 def _variants(snapshot: Path, options: dict[str, list], work: Path) -> list[tuple[str, Path]]:

@@ -1,8 +1,9 @@
 """Named training datasets: downloaded from their official URLs, verified, cached, read in their own formats.
 
 ``colorize train --dataset NAME[:SPLIT]`` accepts a folder of photos or one of :data:`DATASETS`
-(docs/datasets.md). A named dataset is fetched once into ``$COLORIZE_CACHE/datasets`` (else
-``~/.cache/colorize-cli/datasets``): streamed into ``FILE.part`` with a progress bar, resumed with an
+(docs/datasets.md). A named dataset is fetched once into ``datasets/`` of the colorize-cli cache
+(``--cache-dir``, else ``$COLORIZE_CACHE``, else ``~/.cache/colorize-cli``; never in offline mode,
+``HF_HUB_OFFLINE``: :mod:`colorize_cli.io.cache`): streamed into ``FILE.part`` with a progress bar, resumed with an
 HTTP ``Range`` request after an interruption, checked against the checksum its publisher gives and
 only then renamed into place. Tar archives of JPEGs are extracted once (a ``.complete`` marker says the
 extraction finished, so an interrupted one is redone) and the archive is then deleted; CIFAR-10's
@@ -24,6 +25,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from colorize_cli.app.data import FolderData, load_folder
+from colorize_cli.io.cache import CACHE_ENV, OFFLINE_WHY, cache_path, is_offline
 from colorize_cli.io.download import (
     CHUNK,
     DownloadError,
@@ -147,11 +149,9 @@ def is_dataset_name(text: str) -> bool:
 
 
 def datasets_dir() -> Path:
-    """``$COLORIZE_CACHE/datasets``, else ``$XDG_CACHE_HOME/colorize-cli/datasets`` (``~/.cache``)."""
-    if os.environ.get("COLORIZE_CACHE"):
-        return Path(os.environ["COLORIZE_CACHE"]).expanduser() / "datasets"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "colorize-cli" / "datasets"
+    """``datasets/`` of the colorize-cli cache: ``--cache-dir``, else ``$COLORIZE_CACHE``, else
+    ``$XDG_CACHE_HOME/colorize-cli`` (``~/.cache``) (:func:`colorize_cli.io.cache.cache_root`)."""
+    return cache_path("datasets")
 
 
 def archive_url(archive: Archive) -> str:
@@ -303,10 +303,15 @@ def _locked(path: Path, label: str) -> Iterator[None]:
 
 
 def fetch(dataset: Dataset, archive: Archive, progress: bool = True) -> Path:
-    """The verified archive in the cache, downloading (or resuming) it if needed."""
+    """The verified archive in the cache, downloading (or resuming) it if needed; in offline mode
+    (:func:`colorize_cli.io.cache.is_offline`) a missing one is a :class:`DatasetError`, with no request."""
     dest, _ = _paths(dataset, archive)
     if dest.is_file():
         return dest
+    if is_offline():
+        raise DatasetError(f"{dataset.name}: {archive.filename} is not in the cache {dest.parent} and {OFFLINE_WHY}; "
+                           f"run the command once online, or point {CACHE_ENV} at a cache that holds it "
+                           "(docs/datasets.md)")
     dest.parent.mkdir(parents=True, exist_ok=True)
     label = dataset.name
     with _locked(dest.with_name(dest.name + ".lock"), label):

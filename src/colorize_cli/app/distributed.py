@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from colorize_cli.errors import OptionError
+
 
 @dataclass(frozen=True)
 class World:
@@ -79,8 +81,8 @@ def init_world(device: str = "cpu") -> World:
     if size <= 1:
         return World()
     if device.startswith("cuda:"):
-        raise ValueError(f"--device {device}: under torchrun each process takes the GPU of its local rank; "
-                         "use --device cuda (and CUDA_VISIBLE_DEVICES to choose the GPUs)")
+        raise OptionError(f"{{device}} {device}: under torchrun each process takes the GPU of its local rank; "
+                          "use {device} cuda (and CUDA_VISIBLE_DEVICES to choose the GPUs)")
     if not dist.is_initialized():
         backend = "nccl" if device.startswith("cuda") else "gloo"
         dist.init_process_group(backend, timeout=COLLECTIVE_TIMEOUT)

@@ -2,7 +2,7 @@
 
 1. Each ground-truth photo: EXIF orientation, RGB, centred square crop, 256x256 bicubic.
 2. The tool's input is that image as 8-bit grayscale (``convert("L")``) written as PNG.
-3. Every model colorizes those files with :func:`colorize_cli.app.batch.run_batch`; the outputs are
+3. Every model colorizes those files with :func:`colorize_cli.app.batch.colorize_batch`; the outputs are
    read back and scored against the ground truth with :mod:`colorize_cli.engine.metrics`.
 The gray baseline (output = input) is always reported beside the models.
 """
@@ -23,9 +23,9 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from colorize_cli._version import __version__
-from colorize_cli.app.batch import run_batch
+from colorize_cli.app.batch import colorize_batch
 from colorize_cli.engine import metrics
-from colorize_cli.engine.colorizer import resolve_device
+from colorize_cli.engine.device import torch_device
 from colorize_cli.engine.perceptual import EvalPerceptual
 from colorize_cli.io.atomic import atomic_write, write_text
 from colorize_cli.io.files import find_images
@@ -96,11 +96,12 @@ def evaluate_model(model: str, samples: list, work: Path, device: str = "cpu", s
 
     out_dir = work / "outputs" / Path(model).stem
     t0 = time.perf_counter()
-    code = run_batch([s[2] for s in samples], model=model, output=out_dir, overwrite=True, device=device,
-                     quiet=True, batch_size=8, size=size)
+    summary = colorize_batch([s[2] for s in samples], model=model, output=out_dir, overwrite=True, device=device,
+                             batch_size=8, size=size)
     seconds = time.perf_counter() - t0
-    if code != 0:
-        raise RuntimeError(f"model {model}: colorizing the eval images failed (exit {code})")
+    if not summary.ok:
+        what = "; ".join(f"{f}: {r}" for f, r in summary.failed[:3]) or "interrupted"
+        raise RuntimeError(f"model {model}: colorizing the eval images failed ({what})")
     outputs = [np.asarray(Image.open(out_dir / f"{s[2].stem}_color.png").convert("RGB")) for s in samples]
     result = _score(model, outputs, samples, perceptual)
     result.images_per_s = len(samples) / seconds
@@ -152,18 +153,26 @@ def _torch_version() -> str:
     return torch.__version__
 
 
-def markdown_table(results: list[ModelResult]) -> str:
-    extra = [(k, f"{title} ↓") for k, title in PERCEPTUAL_COLUMNS.items() if results and k in results[0].summary]
-    head = ("| model | PSNR (dB) ↑ | ΔE2000 ↓ | AuC (%) ↑ | CF | CF truth | ΔCF ↓ | grayish ↓ | "
-            + "".join(f"{title} | " for _, title in extra) + "images/s | ms/MP |")
-    rows = [head, "|" + "---|" * (10 + len(extra))]
+def metric_table(results: list[ModelResult]) -> tuple[list[str], list[list[str]]]:
+    """The column titles and the formatted cells of the metrics table, one row per model: the report's
+    (:func:`markdown_table`) and the terminal's are the same table."""
+    extra = [k for k in PERCEPTUAL_COLUMNS if results and k in results[0].summary]  # asked for, and computed
+    head = ["model", "PSNR (dB) ↑", "ΔE2000 ↓", "AuC (%) ↑", "CF", "CF truth", "ΔCF ↓", "grayish ↓",
+            *(f"{PERCEPTUAL_COLUMNS[k]} ↓" for k in extra), "images/s", "ms/MP"]
+    rows = []
     for r in results:
         s = r.summary
-        speed = (f"{r.images_per_s:.1f} | {r.ms_per_mp:.0f}" if r.images_per_s else "– | –")
-        perceptual = "".join(f"{s[k]:.3f} | " if k == "lpips" else f"{s[k]:.1f} | " for k, _ in extra)
-        rows.append(f"| {r.name} | {s['psnr']:.2f} | {s['de2000']:.2f} | {s['auc']:.2f} | {s['cf']:.1f} | "
-                    f"{s['cf_gt']:.1f} | {s['dcf']:.1f} | {s['grayish']:.3f} | {perceptual}{speed} |")
-    return "\n".join(rows)
+        rows.append([r.name, f"{s['psnr']:.2f}", f"{s['de2000']:.2f}", f"{s['auc']:.2f}", f"{s['cf']:.1f}",
+                     f"{s['cf_gt']:.1f}", f"{s['dcf']:.1f}", f"{s['grayish']:.3f}",
+                     *(f"{s[k]:.3f}" if k == "lpips" else f"{s[k]:.1f}" for k in extra),
+                     *((f"{r.images_per_s:.1f}", f"{r.ms_per_mp:.0f}") if r.images_per_s else ("–", "–"))])
+    return head, rows
+
+
+def markdown_table(results: list[ModelResult]) -> str:
+    head, rows = metric_table(results)
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+                      *("| " + " | ".join(row) + " |" for row in rows)])
 
 
 def contact_sheet(results: list[ModelResult], samples: list, work: Path, path: Path, count: int = SHEET_IMAGES) -> None:
@@ -195,7 +204,7 @@ def run_eval(models: list[str], data: Path, output: Path, limit: int | None = No
     perceptual = None
     if lpips or fid or fd:
         perceptual = EvalPerceptual([s[1] for s in samples], lpips=lpips, fid=fid, fd=fd,
-                                    device=resolve_device(device), strict=strict_perceptual)
+                                    device=torch_device(device), strict=strict_perceptual)
     results = [gray_baseline(samples, perceptual)] + [evaluate_model(m, samples, work, device, size, perceptual)
                                                       for m in models]
     write_report(results, samples, work, output, command or shlex.join(["colorize", *sys.argv[1:]]),

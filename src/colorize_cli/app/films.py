@@ -19,7 +19,6 @@ import math
 import queue
 import shutil
 import threading
-import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -413,32 +412,6 @@ class _Pipeline:
             reader.join(timeout=10)
             if writer is not None and writer.open:
                 writer.abort()
-
-
-def film_progress(enabled: bool):
-    """A progress display for films: frames done of the total, frames per second, time left."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
-                    TextColumn("{task.fields[fps]}"), TimeRemainingColumn(), console=Console(stderr=True),
-                    disable=not enabled)
-
-
-class FilmTask:
-    """``on_frames`` for :func:`colorize_film` that drives one task of a :func:`film_progress`."""
-
-    def __init__(self, progress, name: str):
-        self.progress, self.name, self.task, self.done, self.started = progress, name, None, 0, time.perf_counter()
-
-    def __call__(self, total: int | None, done: int) -> None:
-        if total is not None:
-            self.task = self.progress.add_task(self.name, total=total or None, completed=done, fps="")
-            self.started = time.perf_counter()
-            return
-        self.done += done
-        fps = self.done / max(1e-9, time.perf_counter() - self.started)
-        self.progress.update(self.task, advance=done, fps=f"{fps:.1f} fps")
 
 
 def film_flicker(path: Path, size: int = 256) -> tuple[float, int, float]:

@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from colorize_cli.errors import OptionError, error_line
+
 
 class TorchEngine:
     """Eager PyTorch on CPU or CUDA; half precision only on a GPU."""
@@ -22,7 +24,7 @@ class TorchEngine:
 
     def __init__(self, net: nn.Module, device: torch.device, half: bool = False):
         if half and device.type != "cuda":
-            raise ValueError("half precision needs a GPU (--device cuda)")
+            raise OptionError("{half} precision needs a GPU ({device} cuda)")
         self.net = net.to(device).eval()
         self.device = device
         self.dtype = torch.float16 if half else torch.float32
@@ -55,22 +57,6 @@ def default_threads() -> int:
     too), else the physical cores."""
     env = os.environ.get("OMP_NUM_THREADS", "")
     return int(env) if env.isdigit() and int(env) > 0 else physical_cores()
-
-
-def onnx_providers(device: str) -> list:
-    """ONNX Runtime providers for a ``--device`` value; CUDA asked for by name is never optional."""
-    import onnxruntime as ort
-
-    if device == "cpu":
-        return ["CPUExecutionProvider"]
-    if device == "auto":
-        if "CUDAExecutionProvider" in ort.get_available_providers():
-            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        return ["CPUExecutionProvider"]
-    index = device.partition(":")[2]
-    if device == "cuda" or (device.startswith("cuda:") and index.isdigit()):
-        return [("CUDAExecutionProvider", {"device_id": int(index or 0)}), "CPUExecutionProvider"]
-    raise ValueError(f"--device {device}: use cpu, cuda, cuda:N or auto")
 
 
 class OnnxEngine:
@@ -112,7 +98,7 @@ class OnnxEngine:
         try:
             self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         except Exception as exc:  # onnxruntime's own error types derive from Exception only
-            raise RuntimeError(f"{path}: ONNX Runtime cannot load it: {_first_line(exc)}") from exc
+            raise RuntimeError(f"{path}: ONNX Runtime cannot load it: {error_line(exc)}") from exc
         started = self.session.get_providers()
         for name in wanted:
             if name not in started:
@@ -129,10 +115,5 @@ class OnnxEngine:
         try:
             (out,) = self.session.run([self.output_name], {self.input_name: x})
         except Exception as exc:
-            raise RuntimeError(f"{self.path}: input {tuple(x.shape)}: {_first_line(exc)}") from exc
+            raise RuntimeError(f"{self.path}: input {tuple(x.shape)}: {error_line(exc)}") from exc
         return torch.from_numpy(out)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else exc.__class__.__name__

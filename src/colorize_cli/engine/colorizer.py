@@ -18,11 +18,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from colorize_cli.color import denormalize_ab, gray_to_l, lab_to_pixels, normalize_l, pixels_to_l, rgb_to_lab
-from colorize_cli.engine.backends import OnnxEngine, TorchEngine, onnx_providers
+from colorize_cli.engine.backends import OnnxEngine, TorchEngine
+from colorize_cli.engine.device import onnx_providers, torch_device
 from colorize_cli.engine.export import cached_onnx
 from colorize_cli.engine.hub import resolve
 from colorize_cli.engine.weights import DEFAULT_MODEL, load_generator
-from colorize_cli.io.images import Photo
+from colorize_cli.errors import OptionError
+from colorize_cli.io.images import Photo, photo_from_pil
 from colorize_cli.models import get_spec
 from colorize_cli.preprocess import equalize_histogram
 
@@ -40,27 +42,17 @@ def working_shape(height: int, width: int, size: int, multiple: int) -> tuple[in
     return h, w
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> cuda if present else cpu; asking for CUDA where there is none is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ValueError(f"--device {device}: not a device; use cpu, cuda, cuda:N or auto") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise RuntimeError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here")
-    return dev
-
-
 class Colorizer:
-    """Colorize photos with one model.
+    """Colorize photos with one model; the photo's own luminance is kept, only chroma is predicted.
+
+    >>> from colorize_cli import Colorizer
+    >>> colorizer = Colorizer()                      # the bundled default model, on the CPU
+    >>> colour = colorizer.colorize(Image.open("grandma.jpg"))   # a PIL image in, a PIL image out
 
     Args:
-        model: a name from weights.toml, ``default``, a path to exported ``.safetensors`` weights, or
-            a ``.onnx`` file from ``colorize export`` (which implies ``backend="onnx"``).
+        model: a name from weights.toml, ``default``, a path to exported ``.safetensors`` weights, an
+            ``hf://OWNER/REPO`` URI, or a ``.onnx`` file from ``colorize export`` (which implies
+            ``backend="onnx"``).
         device: ``cpu``, ``cuda[:N]`` or ``auto``.
         size: working size (long side in pixels); None = the default for the model.
         half: fp16 on a GPU.
@@ -75,17 +67,18 @@ class Colorizer:
             backend = "onnx"
         if backend == "onnx":
             if half:
-                raise ValueError("--half is for the torch backend; for ONNX use 'colorize export --fp16'")
+                raise OptionError("{half} is for the torch backend; for ONNX Runtime, export the model in "
+                                  "float16 ('colorize export --fp16')")
             self._init_onnx(name, device)
         elif backend == "torch":
-            self.device = resolve_device(device)
+            self.device = torch_device(device)
             self.weights_path = resolve(name)
             net, self.config = load_generator(self.weights_path, self.device)
             self.engine = TorchEngine(net, self.device, half=half)
             spec = get_spec(self.config["arch"])
             self.fixed_size, self.multiple = spec.fixed_size, spec.size_multiple
         else:
-            raise ValueError(f"--backend {backend}: use torch or onnx")
+            raise OptionError(f"{{backend}} {backend}: use torch or onnx")
         self.size = size or self.fixed_size or self.config.get("working_size") or DEFAULT_WORKING_SIZE
 
     def _init_onnx(self, name: str, device: str) -> None:
@@ -168,6 +161,45 @@ class Colorizer:
             out[y0:y1] = lab_to_pixels(lum, ab, maxval).numpy()
         return out
 
-    def colorize(self, photo: Photo) -> np.ndarray:
-        """One photo -> colorized RGB (H, W, 3) in its bit depth."""
+    def colorize(self, image: Image.Image | np.ndarray | Photo) -> Image.Image | np.ndarray:
+        """Colorize one image: a PIL image gives a PIL image (RGB, or RGBA where it had alpha; 16-bit
+        gray gives 16-bit RGB as an array's bit depth allows); a NumPy array, gray ``(H, W)`` or RGB
+        ``(H, W, 3)`` (``(H, W, 4)``: alpha kept), uint8 or uint16, gives an RGB array of the same
+        dtype (RGBA for RGBA); a :class:`~colorize_cli.io.images.Photo` gives its RGB array."""
+        if isinstance(image, Photo):
+            return self._colorize_photo(image)
+        if isinstance(image, Image.Image):
+            photo = photo_from_pil(image)
+            rgb = self._colorize_photo(photo)
+            if rgb.dtype == np.uint16:  # Pillow has no 16-bit RGB mode
+                rgb = (rgb >> 8).astype(np.uint8)
+            alpha = None if photo.alpha is None else (photo.alpha >> 8 if photo.alpha.dtype == np.uint16 else photo.alpha)
+            out = Image.fromarray(rgb if alpha is None else np.dstack([rgb, alpha.astype(np.uint8)]),
+                                  "RGB" if alpha is None else "RGBA")
+            if photo.icc_profile:
+                out.info["icc_profile"] = photo.icc_profile
+            return out
+        if isinstance(image, np.ndarray):
+            return self._colorize_array(image)
+        raise TypeError(f"colorize takes a PIL image, a NumPy array or a Photo, not {type(image).__name__}")
+
+    def _colorize_array(self, array: np.ndarray) -> np.ndarray:
+        if array.dtype not in (np.uint8, np.uint16):
+            raise ValueError(f"an image array must be uint8 or uint16, not {array.dtype} "
+                             "(scale floats in 0..1 by 255 and convert)")
+        channels = 1 if array.ndim == 2 else array.shape[2] if array.ndim == 3 else 0
+        if channels not in (1, 3, 4) or min(array.shape[:2]) < 1:
+            raise ValueError(f"an image array must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), not {array.shape}")
+        pixels = array if array.ndim == 2 else array[..., 0] if channels == 1 else array[..., :3]
+        alpha = array[..., 3] if channels == 4 else None
+        rgb = self._colorize_photo(Photo(np.require(pixels, requirements=['C', 'W']), alpha))  # torch wants writable
+        return rgb if alpha is None else np.dstack([rgb, alpha])
+
+    def _colorize_photo(self, photo: Photo) -> np.ndarray:
         return self.finish(photo, self.predict(self.working_input(photo))[0])
+
+
+def load_model(model: str = "default", device: str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """The torch network of ``model`` (a name, a path or an ``hf://`` URI, as for :class:`Colorizer`)
+    in eval mode, and its config (architecture, options, training record)."""
+    return load_generator(resolve(DEFAULT_MODEL if model == "default" else model), torch_device(device))

@@ -13,7 +13,6 @@ The graph maps ``l_norm`` (N, 1, h, w) to ``ab_norm`` (N, 2, h, w), as the torch
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -28,7 +27,9 @@ from colorize_cli.color import AB_SCALE, L_CENTER, L_SCALE, normalize_l, rgb_to_
 from colorize_cli.engine.backends import OnnxEngine
 from colorize_cli.engine.hub import resolve
 from colorize_cli.engine.weights import load_generator
+from colorize_cli.errors import OptionError
 from colorize_cli.io.atomic import atomic_write
+from colorize_cli.io.cache import cache_path
 from colorize_cli.io.files import sha256_of
 from colorize_cli.models import get_spec
 
@@ -174,7 +175,7 @@ def to_fp16(model):
     try:
         return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     except Exception as exc:  # onnx raises its own InferenceError types
-        raise RuntimeError(f"--fp16: this model's graph does not convert to float16 ({exc}); "
+        raise OptionError(f"{{fp16}}: this model's graph does not convert to float16 ({exc}); "
                            "export it in float32") from exc
 
 
@@ -248,9 +249,9 @@ def export_onnx(model: str | Path, output: Path, opset: int = 17, static_size: i
     import onnx
 
     if quantize is not None and quantize not in QUANTIZE_MODES:
-        raise ValueError(f"--quantize {quantize}: supported: {', '.join(QUANTIZE_MODES)}")
+        raise OptionError(f"{{quantize}} {quantize}: supported: {', '.join(QUANTIZE_MODES)}")
     if fp16 and quantize:
-        raise ValueError("--fp16 and --quantize exclude each other: pick one")
+        raise OptionError("{fp16} and {quantize} exclude each other: pick one")
     if Path(model).suffix == ".onnx":
         raise ValueError(f"{model}: already an ONNX file; export from .safetensors weights or a model name")
     weights = resolve(str(model))
@@ -259,9 +260,9 @@ def export_onnx(model: str | Path, output: Path, opset: int = 17, static_size: i
     multiple, fixed = spec.size_multiple, spec.fixed_size
     if static_size is not None:
         if fixed and static_size != fixed:
-            raise ValueError(f"--static-size {static_size}: {spec.name} only runs at {fixed} px")
+            raise OptionError(f"{{static_size}} {static_size}: {spec.name} only runs at {fixed} px")
         if static_size <= 0 or static_size % multiple:
-            raise ValueError(f"--static-size {static_size}: {spec.name} needs a multiple of {multiple}")
+            raise OptionError(f"{{static_size}} {static_size}: {spec.name} needs a multiple of {multiple}")
         fixed = static_size
     precision = "int8" if quantize else "fp16" if fp16 else "fp32"
     name = Path(model).stem if Path(model).suffix or Path(model).exists() else str(model)
@@ -306,10 +307,9 @@ def export_onnx(model: str | Path, output: Path, opset: int = 17, static_size: i
 
 
 def cache_dir() -> Path:
-    """Where ONNX files exported on demand live: ``$COLORIZE_CACHE/onnx``, by default
-    ``~/.cache/colorize-cli/onnx``."""
-    root = os.environ.get("COLORIZE_CACHE") or Path.home() / ".cache" / "colorize-cli"
-    return Path(root) / "onnx"
+    """Where ONNX files exported on demand live: ``onnx/`` of the colorize-cli cache (``--cache-dir``,
+    else ``$COLORIZE_CACHE``, else ``~/.cache/colorize-cli``: :func:`colorize_cli.io.cache.cache_root`)."""
+    return cache_path("onnx")
 
 
 def cached_onnx(weights: Path) -> Path:

@@ -19,18 +19,20 @@ from typing import Any
 
 import tomllib
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save
 from torch import nn
 
 from colorize_cli._version import __version__
+from colorize_cli.errors import error_line
 from colorize_cli.io.atomic import write_bytes, write_text
 from colorize_cli.models import create_model, get_spec, saved_options
 
 DEFAULT_MODEL = "efflite-unet-gan"
 WEIGHTS_TOML_ENV = "COLORIZE_WEIGHTS_TOML"
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
-_COMMIT = re.compile(r"[0-9a-f]{40}")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
+COMMIT = re.compile(r"[0-9a-f]{40}")  # a git commit (a pinned Hub revision)
+SHA256 = re.compile(r"[0-9a-f]{64}")
 _CORE_KEYS = ("filename", "sha256", "arch", "bundled")
 
 
@@ -45,14 +47,11 @@ class WeightsEntry:
     bundled: bool
     info: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def repo_id(self) -> str:
-        return str(self.info.get("repo_id", ""))
-
-    @property
-    def revision(self) -> str:
-        """The Hub commit hash the file was published at; "" while unpublished."""
-        return str(self.info.get("revision", ""))
+    repo_id = property(lambda self: str(self.info.get("repo_id", "")))
+    revision = property(lambda self: str(self.info.get("revision", "")),
+                        doc='The Hub commit hash the file was published at; "" while unpublished.')
+    license = property(lambda self: str(self.info.get("license", "")))
+    trained_on = property(lambda self: str(self.info.get("trained_on", "")))
 
     @property
     def published(self) -> bool:
@@ -61,14 +60,6 @@ class WeightsEntry:
     @property
     def size(self) -> int:
         return int(self.info.get("size", 0) or 0)
-
-    @property
-    def license(self) -> str:
-        return str(self.info.get("license", ""))
-
-    @property
-    def trained_on(self) -> str:
-        return str(self.info.get("trained_on", ""))
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -91,7 +82,7 @@ def weights_toml_path() -> Path:
 
 def _check_entry(where: str, entry: WeightsEntry) -> None:
     if entry.published:
-        if not entry.repo_id or not _COMMIT.fullmatch(entry.revision) or not _SHA256.fullmatch(entry.sha256):
+        if not entry.repo_id or not COMMIT.fullmatch(entry.revision) or not SHA256.fullmatch(entry.sha256):
             raise ValueError(f"{where}: a published model needs repo_id, a 40-hex commit hash as revision "
                              "(never a branch) and the file's sha256; run 'colorize publish' to write them")
     elif entry.revision:
@@ -220,8 +211,7 @@ def _load_pickle(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-        raise ValueError(f"{path}: cannot be loaded safely with torch.load(weights_only=True) ({reason}); "
+        raise ValueError(f"{path}: cannot be loaded safely with torch.load(weights_only=True) ({error_line(exc)}); "
                          "convert it to .safetensors") from exc
     state = obj
     if isinstance(obj, dict):
@@ -236,6 +226,21 @@ def _load_pickle(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     raise ValueError(f"{path}: no config with 'arch' in the checkpoint, {path.stem}.json or config.json")
 
 
+def read_weights_config(path: Path) -> dict[str, Any]:
+    """The config of exported ``.safetensors`` weights (the JSON in their header metadata), read
+    without their tensors; a one-line ``ValueError`` for a file that is not such weights."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types
+        reason = error_line(exc, with_type=True)
+        raise ValueError(f"{path}: not a readable .safetensors file ({reason})") from exc
+    if "config" not in meta:
+        raise ValueError(f"{path}: not a colorize-cli weights file (no config in its metadata); "
+                         "export it with colorize train")
+    return json.loads(meta["config"])
+
+
 def load_generator(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Build the generator described by exported ``.safetensors`` weights (or, for a checkpoint the
     user chose to trust, a pickle: see :func:`_load_pickle`) and load its weights."""
@@ -243,13 +248,7 @@ def load_generator(path: Path, device: str | torch.device = "cpu") -> tuple[nn.M
     if path.suffix.lower() in PICKLE_SUFFIXES:
         state, config = _load_pickle(path)
     else:
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        if "config" not in meta:
-            raise ValueError(f"{path}: not a colorize-cli weights file (no config in its metadata)")
-        config = json.loads(meta["config"])
+        config = read_weights_config(path)
         state = load_file(str(path))
     model = create_model(config["arch"], **saved_options(config["arch"], config.get("options")))
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})

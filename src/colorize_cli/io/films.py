@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+from colorize_cli.errors import error_line
 from colorize_cli.io.atomic import atomic_write
 
 # Each film suffix: FFmpeg's muxer, and the encoders tried for it by default (the first this FFmpeg has).
@@ -90,12 +91,6 @@ def in_work_folder(path: Path) -> bool:
     return any(p.startswith(".") and p.endswith(WORK_SUFFIX) for p in Path(path).parts[:-1])
 
 
-def _first_line(exc: BaseException) -> str:
-    """FFmpeg's reason without the errno and file name PyAV adds; else the message's first line."""
-    text = (getattr(exc, "strerror", None) or str(exc)).strip()
-    return text.splitlines()[0] if text else exc.__class__.__name__
-
-
 @dataclass
 class Source:
     """An opened film and what its output keeps."""
@@ -129,7 +124,7 @@ def open_source(path: Path) -> Source:
     except PermissionError:
         raise VideoError("permission denied") from None
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise VideoError(f"not a readable video ({_first_line(exc)})") from None
+        raise VideoError(f"not a readable video ({error_line(exc)})") from None
     videos = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
     if not videos:
         audio = len(container.streams.audio)
@@ -211,7 +206,7 @@ def _frames_end(film: Source, hint: float | None = None) -> float | None:
             ends = [(p.pts + (p.duration or 0) - start) * stream.time_base
                     for p in container.demux(stream) if p.size and p.pts is not None]
         except (av.FFmpegError, OSError) as exc:
-            raise VideoError(f"not a readable video ({_first_line(exc)})") from None
+            raise VideoError(f"not a readable video ({error_line(exc)})") from None
         if ends:
             return float(max(ends))
     return None

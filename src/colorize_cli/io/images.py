@@ -199,11 +199,21 @@ def _read_image(path: Path, notes: list[str]) -> Photo:
         exif[_EXIF_ORIENTATION] = 1  # orientation has been applied to the pixels
     # a TIFF's "EXIF" is its own image directory (sizes, strip offsets): never copy that elsewhere
     exif_bytes = _exif_bytes(exif, notes) if len(exif) and fmt in _EXIF_FORMATS else None
-    mode, alpha = im.mode, None
     if wide is not None:
         pixels = _orient(wide[..., :3], orientation)
         alpha = _orient(wide[..., 3], orientation) if wide.shape[2] > 3 else None
-    elif mode in _SIXTEEN_BIT_MODES or mode in ("I", "F"):
+        return Photo(pixels, alpha, _rgb_profile(icc), exif_bytes, im.mode, fmt, notes)
+    photo = photo_from_pil(im)
+    # the profile and format as the file had them (a transposed copy need not carry them)
+    photo.icc_profile, photo.exif, photo.source_format, photo.notes = _rgb_profile(icc), exif_bytes, fmt, notes
+    return photo
+
+
+def photo_from_pil(im: Image.Image) -> Photo:
+    """A :class:`Photo` of a Pillow image's pixels as they are (any mode: gray stays gray, 16 bits stay
+    16, alpha and an RGB ICC profile are kept)."""
+    mode, alpha = im.mode, None
+    if mode in _SIXTEEN_BIT_MODES or mode in ("I", "F"):
         arr = np.asarray(im)
         if mode == "F" or arr.max(initial=0) > 65535 or arr.min(initial=0) < 0:
             arr = np.clip(arr, 0, 65535)
@@ -220,7 +230,7 @@ def _read_image(path: Path, notes: list[str]) -> Photo:
             pixels, alpha = rgba[..., :3].copy(), rgba[..., 3].copy()
         else:
             pixels = np.array(im.convert("RGB"))
-    return Photo(pixels, alpha, _rgb_profile(icc), exif_bytes, mode, fmt, notes)
+    return Photo(pixels, alpha, _rgb_profile(im.info.get("icc_profile")), source_mode=mode, source_format=im.format)
 
 
 def _exif_bytes(exif: Image.Exif, notes: list[str]) -> bytes | None:

@@ -6,6 +6,7 @@ from colorize_cli.models.discriminators import create_discriminator
 from colorize_cli.models.registry import (
     ModelSpec,
     Recipe,
+    count_parameters,
     create_model,
     get_spec,
     list_models,
@@ -16,6 +17,7 @@ from colorize_cli.models.registry import (
 __all__ = [
     "ModelSpec",
     "Recipe",
+    "count_parameters",
     "create_discriminator",
     "create_model",
     "get_spec",

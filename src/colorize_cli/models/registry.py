@@ -13,6 +13,8 @@ from typing import Any
 
 from torch import nn
 
+from colorize_cli.errors import OptionError
+
 GAN_LOSSES = ("bce", "lsgan", "wgangp")
 RECON_LOSSES = ("l1", "mse", "ce")
 # critic steps of a WGAN-GP (Gulrajani et al. 2017; Cano & Moncada) when --gan-loss wgangp overrides a recipe
@@ -75,9 +77,9 @@ class Recipe:
         ``lsgan`` restores the Tanh score and one step.
         """
         if kind not in GAN_LOSSES:
-            raise ValueError(f"--gan-loss {kind}: use {', '.join(GAN_LOSSES)}")
+            raise OptionError(f"{{gan_loss}} {kind}: use {', '.join(GAN_LOSSES)}")
         if self.discriminator is None:
-            raise ValueError(f"--gan-loss {kind}: this model trains without a discriminator")
+            raise OptionError(f"{{gan_loss}} {kind}: this model trains without a discriminator")
         if kind == self.gan_loss:
             return self
         options = dict(self.discriminator_options)
@@ -161,3 +163,8 @@ def saved_options(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
     """The builder options of a weights file of model ``name`` whose config holds ``options``: what the
     file does not name takes its :attr:`ModelSpec.legacy_options` value (then the registered default)."""
     return {**get_spec(name).legacy_options, **(options or {})}
+
+
+def count_parameters(name: str, options: dict[str, Any] | None = None) -> int:
+    """Parameters of the generator ``name`` built with its saved ``options`` (``colorize models``, cards)."""
+    return sum(p.numel() for p in create_model(name, **saved_options(name, options)).parameters())

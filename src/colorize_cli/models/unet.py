@@ -148,23 +148,18 @@ _WGANGP = {"gan_loss": "wgangp", "critic_steps": 5, "gp_weight": 10.0}
     size_multiple=128,
     **_PIX2PIX_UNET,
 )
-@register_model(
-    "unet-sn",
-    study=f"{_EHRENBERG}, §1.2",
-    description="U-Net (4 down, 4 up) + 1x1 pixel PatchGAN with spectral norm",
-    recipe=Recipe(discriminator="pixel", discriminator_options={"norm": "spectral"}),
-    size_multiple=16,
-    width=32,
-    depth=4,
-)
-@register_model(
-    "unet-bn",
-    study=f"{_EHRENBERG}, §1.3",
-    description="U-Net (4 down, 4 up) + 1x1 pixel PatchGAN with batch norm",
-    recipe=Recipe(discriminator="pixel", discriminator_options={"norm": "batch"}),
-    size_multiple=16,
-    width=32,
-    depth=4,
-)
 def build_unet(**options) -> UNet:
     return UNet(**options)
+
+
+# Ehrenberg's two U-Nets differ only in the pixel PatchGAN's normalisation: (name, norm, section)
+for _name, _norm, _section in (("unet-sn", "spectral", "§1.2"), ("unet-bn", "batch", "§1.3")):
+    register_model(
+        _name,
+        study=f"{_EHRENBERG}, {_section}",
+        description=f"U-Net (4 down, 4 up) + 1x1 pixel PatchGAN with {_norm} norm",
+        recipe=Recipe(discriminator="pixel", discriminator_options={"norm": _norm}),
+        size_multiple=16,
+        width=32,
+        depth=4,
+    )(build_unet)

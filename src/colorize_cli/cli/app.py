@@ -1,0 +1,60 @@
+"""The Typer application of ``colorize``: the group that makes ``colorize`` the default command,
+``--version``, and :func:`fail`, the one way a command ends with an error line and an exit code."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from typer.core import TyperGroup
+
+from colorize_cli._version import __version__
+from colorize_cli.errors import for_command_line
+
+DEFAULT_COMMAND = "colorize"
+
+
+class _DefaultCommandGroup(TyperGroup):
+    """Routes ``colorize ARGS`` to the default command unless ARGS starts with a sub-command."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version", "-V"):
+            args = [DEFAULT_COMMAND, *args]
+        return super().parse_args(ctx, args)
+
+    def list_commands(self, ctx):
+        # the default command first, then the rest in definition order
+        return list(self.commands)
+
+
+app = typer.Typer(
+    cls=_DefaultCommandGroup,
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Put plausible colour into black-and-white photos and films.\n\n"
+    "colorize PHOTO_OR_FOLDER... colorizes with the bundled default model (see 'colorize colorize --help' "
+    "for its options); 'colorize film.mp4' writes film_color.mp4 with the same frames, timestamps and "
+    "sound. The sub-commands below do the rest.",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"colorize-cli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    pass
+
+
+def fail(problem: str | BaseException, code: int = 1) -> None:
+    text = for_command_line(problem) if isinstance(problem, BaseException) else problem
+    print(f"error: {text}", file=sys.stderr)
+    raise typer.Exit(code)
