@@ -73,7 +73,7 @@ def test_a_batch_returns_its_summary_and_prints_nothing(tiny_weights, tmp_path, 
     make_photo(folder / "a.png")
     make_photo(folder / "sub" / "b.jpg", mode="L")
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    summary = colorize_batch([str(folder)], output=tmp_path / "out", model=str(tiny_weights))
+    summary = colorize_batch([folder], output=str(tmp_path / "out"), model=str(tiny_weights))  # Path or str
     assert capfd.readouterr() == ("", "")
     assert summary.processed == 2 and not summary.ok
     assert [f for f, _ in summary.failed] == [str(folder / "broken.png")]

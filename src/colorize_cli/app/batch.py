@@ -140,6 +140,10 @@ class BatchOptions:
     stabilize: bool = True  # films: temporally smoothed chroma
     segment_seconds: float = 10.0  # films: resumable segments of this length
 
+    def __post_init__(self) -> None:
+        if self.output is not None:
+            self.output = Path(self.output)  # a str from Python callers
+
 
 def colorize_batch(inputs: list, reporter: Reporter | None = None, **options) -> Summary:
     """Colorize ``inputs`` (files, folders, glob patterns) and return what happened. Options:
@@ -150,7 +154,7 @@ def colorize_batch(inputs: list, reporter: Reporter | None = None, **options) ->
     reporter = reporter or Reporter()
     if not opts.suffix and opts.output is None:
         raise BatchError("the suffix must not be empty without an output folder (the input would be overwritten)")
-    plan = plan_jobs(inputs, opts.output, opts.suffix, opts.fmt, opts.samples, opts.shard)
+    plan = plan_jobs([str(i) for i in inputs], opts.output, opts.suffix, opts.fmt, opts.samples, opts.shard)
     if plan.missing:
         raise BatchError(f"no such file or folder: {', '.join(plan.missing)}")
     try:
