@@ -141,3 +141,30 @@ def test_encoder_weights_are_looked_for_under_cache_dir(monkeypatch, tmp_path):
         encoders.resolve_weights("efficientnet-lite0")
     with hub_options(cache_dir=tmp_path / "mine"):
         assert encoders.resolve_weights("efficientnet-lite0") == mine / real.filename
+
+
+def test_train_and_eval_take_offline_and_cache_dir_on_the_command_line(server, served, env, tiny_weights,  # noqa: F811
+                                                                       tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from colorize_cli.cli import app
+
+    data, _ = cifar_tarball()
+    server.files["cifar-10-python.tar.gz"] = data
+    _pin(monkeypatch, "cifar10", "cifar-10-python.tar.gz", data)
+    train = ["train", "--model", "unet-sn", "--model-option", "width=4", "--dataset", "cifar10", "--steps", "1",
+             "--batch-size", "2", "--size", "32", "--output", str(tmp_path / "run")]
+    result = CliRunner().invoke(app, [*train, "--offline"])
+    assert result.exit_code == 1 and "offline mode is on" in result.output and server.gets() == []
+    result = CliRunner().invoke(app, [*train, "--cache-dir", str(tmp_path / "mine")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "mine" / "datasets" / "cifar10" / "cifar-10-python.tar.gz").is_file()
+    photos = tmp_path / "photos"
+    make_photo(photos / "a.png", size=(48, 40))
+    evaluate = ["eval", "--model", str(tiny_weights), "--data", str(photos), "--output", str(tmp_path / "report"),
+                "--lpips", "--strict-perceptual"]
+    result = CliRunner().invoke(app, [*evaluate, "--offline"])
+    assert result.exit_code == 1 and "offline mode is on" in result.output and served.requests == []
+    result = CliRunner().invoke(app, [*evaluate, "--cache-dir", str(tmp_path / "mine")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "mine" / "pretrained" / lpips_net.ALEXNET.filename).is_file()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -58,3 +59,14 @@ def fail(problem: str | BaseException, code: int = 1) -> None:
     text = for_command_line(problem) if isinstance(problem, BaseException) else problem
     print(f"error: {text}", file=sys.stderr)
     raise typer.Exit(code)
+
+
+# the options every command that may download or export takes (colorize_cli.io.cache)
+OfflineOption = Annotated[bool, typer.Option(
+    help="Never use the network: weights and datasets come from the bundled files or the cache, and "
+    "what is missing is one error line (as HF_HUB_OFFLINE=1).")]
+CacheDirOption = Annotated[Path | None, typer.Option(
+    help="The colorize-cli cache folder, for everything downloaded or made once: Hub weights in "
+    "CACHE_DIR/hub, ONNX exports in CACHE_DIR/onnx, datasets, encoder and LPIPS/FID weights (default: "
+    "$COLORIZE_CACHE, else ~/.cache/colorize-cli or $XDG_CACHE_HOME/colorize-cli; Hub weights: else the "
+    "Hugging Face cache).")]

@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from colorize_cli.cli.app import DEFAULT_COMMAND, app, fail
+from colorize_cli.cli.app import DEFAULT_COMMAND, CacheDirOption, OfflineOption, app, fail
 from colorize_cli.cli.train import train
 
 
@@ -72,15 +72,8 @@ def colorize_command(
                                                    "seconds; an interrupted run resumes after the last "
                                                    "finished one.")] = 10.0,
     debug: Annotated[bool, typer.Option(help="Show tracebacks of failures.")] = False,
-    offline: Annotated[bool, typer.Option(help="Never use the network: weights come from the bundled "
-                                          "files or the cache, nothing is downloaded (as HF_HUB_OFFLINE=1)."
-                                          )] = False,
-    cache_dir: Annotated[Path | None, typer.Option(help="colorize-cli cache folder: downloaded weights "
-                                                        "go in CACHE_DIR/hub, ONNX exports in CACHE_DIR/onnx "
-                                                        "(default: $COLORIZE_CACHE; else weights in the "
-                                                        "Hugging Face cache, exports in "
-                                                        "~/.cache/colorize-cli/onnx, or under "
-                                                        "$XDG_CACHE_HOME if set).")] = None,
+    offline: OfflineOption = False,
+    cache_dir: CacheDirOption = None,
     trust_remote_pickle: Annotated[bool, typer.Option(help="Allow a .pt/.pth/.bin/.ckpt checkpoint from "
                                                       "the Hub (read with torch.load(weights_only=True))."
                                                       )] = False,
@@ -172,11 +165,14 @@ def eval_command(
                                                     "stop with an "
                                                     "error when their weights cannot be had, instead of "
                                                     "evaluating without them.")] = False,
+    offline: OfflineOption = False,
+    cache_dir: CacheDirOption = None,
 ) -> None:
     """Measure models on held-out photos by the protocol of docs/evaluation.md, beside the gray baseline."""
     import json
 
     from colorize_cli.app.evaluate import PERCEPTUAL_COLUMNS, metric_table, run_eval
+    from colorize_cli.engine.hub import hub_options
     from colorize_cli.engine.weights import DEFAULT_MODEL, read_weights_toml
 
     if model == "all":
@@ -186,8 +182,9 @@ def eval_command(
     if not data.is_dir():
         fail(f"{data}: data folder not found", 2)
     try:
-        results = run_eval(names, data, output, limit=limit, device=device, size=size or None, lpips=lpips,
-                           fid=fid, fd=fd, strict_perceptual=strict_perceptual)
+        with hub_options(offline=offline or None, cache_dir=cache_dir):
+            results = run_eval(names, data, output, limit=limit, device=device, size=size or None, lpips=lpips,
+                               fid=fid, fd=fd, strict_perceptual=strict_perceptual)
     except (FileNotFoundError, KeyError, RuntimeError, ValueError) as exc:
         fail(exc)
     from rich.console import Console
@@ -209,9 +206,7 @@ def eval_command(
 
 @app.command()
 def models(
-    cache_dir: Annotated[Path | None, typer.Option(help="colorize-cli cache folder; weights are looked "
-                                                        "for in CACHE_DIR/hub (default: $COLORIZE_CACHE, "
-                                                        "else the Hugging Face cache).")] = None,
+    cache_dir: CacheDirOption = None,
 ) -> None:
     """List the models of the zoo: study, parameters, file size, where the weights are (bundled,
     cached, remote or not published) and their headline metrics from weights.toml."""
@@ -266,9 +261,7 @@ def download(
                                                       show_default=False)] = None,
     all_models: Annotated[bool, typer.Option("--all", help="Every model of weights.toml that is "
                                              "published.")] = False,
-    cache_dir: Annotated[Path | None, typer.Option(help="colorize-cli cache folder; weights go in "
-                                                        "CACHE_DIR/hub (default: $COLORIZE_CACHE, else the "
-                                                        "Hugging Face cache).")] = None,
+    cache_dir: CacheDirOption = None,
     trust_remote_pickle: Annotated[bool, typer.Option(help="Allow .pt/.pth/.bin/.ckpt checkpoints.")] = False,
 ) -> None:
     """Fetch weights into the cache now (pinned and sha256-checked), so later runs work offline."""

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from colorize_cli.cli.app import fail
+from colorize_cli.cli.app import CacheDirOption, OfflineOption, fail
 
 
 def _model_options(pairs: list[str] | None) -> dict | None:
@@ -105,6 +105,8 @@ def train(
                                                     "upload the weights, config and a model card to this "
                                                     "Hugging Face repo (token: HF_TOKEN or 'hf auth "
                                                     "login').")] = None,
+    offline: OfflineOption = False,
+    cache_dir: CacheDirOption = None,
 ) -> None:
     """Train a model of the zoo on a folder of colour photos or a named dataset.
 
@@ -116,44 +118,47 @@ def train(
     from colorize_cli.app.distributed import is_main_process
     from colorize_cli.app.train import TrainConfig
     from colorize_cli.app.train import train as run_training
+    from colorize_cli.engine.hub import hub_options
 
-    datasets = dataset or ["."]
-    for spec in datasets:
-        try:
-            name, _ = parse_source(spec)
-        except ValueError as exc:
-            fail(exc, 2)
-        if not Path(name).is_dir() and not is_dataset_name(name):
-            fail(f"{name}: not a folder and not a known dataset name ({', '.join(DATASETS)})", 2)
-    if epochs is not None:
-        total = sum(count_images(parse_source(spec)[0]) for spec in datasets)
-        steps = max(1, int(epochs * total / batch_size))
-    config = TrainConfig(model=model, dataset=datasets[0] if len(datasets) == 1 else datasets,
-                         output=str(output), steps=steps, source_balance=source_balance,
-                         pretrained=pretrained, freeze_encoder=freeze_encoder, encoder_lr=encoder_lr,
-                         batch_size=batch_size, size=size, lr=lr, lr_decay_steps=lr_decay_steps, val=str(val) if val else None,
-                         checkpoint_every=checkpoint_every, rebalance=rebalance, seed=seed, threads=threads,
-                         gan_loss=gan_loss, recon_loss=recon_loss, blur=blur, equalize=equalize, amp=amp, perceptual=perceptual,
-                         perceptual_weight=perceptual_weight,
-                         model_options=_model_options(model_option), init=init)
-    push_to_hub = push_to_hub if is_main_process() else None  # under torchrun, rank 0 alone uploads
-    if push_to_hub:
-        from colorize_cli.app.publish import check_can_push
+    # every download of the run (a dataset, encoder and LPIPS weights) obeys --offline and --cache-dir
+    with hub_options(offline=offline or None, cache_dir=cache_dir):
+        datasets = dataset or ["."]
+        for spec in datasets:
+            try:
+                name, _ = parse_source(spec)
+            except ValueError as exc:
+                fail(exc, 2)
+            if not Path(name).is_dir() and not is_dataset_name(name):
+                fail(f"{name}: not a folder and not a known dataset name ({', '.join(DATASETS)})", 2)
+        if epochs is not None:
+            total = sum(count_images(parse_source(spec)[0]) for spec in datasets)
+            steps = max(1, int(epochs * total / batch_size))
+        config = TrainConfig(model=model, dataset=datasets[0] if len(datasets) == 1 else datasets,
+                             output=str(output), steps=steps, source_balance=source_balance,
+                             pretrained=pretrained, freeze_encoder=freeze_encoder, encoder_lr=encoder_lr,
+                             batch_size=batch_size, size=size, lr=lr, lr_decay_steps=lr_decay_steps, val=str(val) if val else None,
+                             checkpoint_every=checkpoint_every, rebalance=rebalance, seed=seed, threads=threads,
+                             gan_loss=gan_loss, recon_loss=recon_loss, blur=blur, equalize=equalize, amp=amp, perceptual=perceptual,
+                             perceptual_weight=perceptual_weight,
+                             model_options=_model_options(model_option), init=init)
+        push_to_hub = push_to_hub if is_main_process() else None  # under torchrun, rank 0 alone uploads
+        if push_to_hub:
+            from colorize_cli.app.publish import check_can_push
 
+            try:
+                check_can_push(push_to_hub)  # before hours of training, not after
+            except (ValueError, RuntimeError) as exc:
+                fail(exc, 2)
         try:
-            check_can_push(push_to_hub)  # before hours of training, not after
-        except (ValueError, RuntimeError) as exc:
-            fail(exc, 2)
-    try:
-        weights = run_training(config, resume=resume, device=device)
-    except (FileNotFoundError, ValueError, KeyError, DatasetError) as exc:
-        fail(exc)
-    if push_to_hub:
-        from colorize_cli.app.publish import push_run
-
-        try:
-            result = push_run(weights, push_to_hub)
-        except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
+            weights = run_training(config, resume=resume, device=device)
+        except (FileNotFoundError, ValueError, KeyError, DatasetError) as exc:
             fail(exc)
-        print(f"pushed {weights.name} to {result.uri}", file=sys.stderr)
-        print(f"next: colorize --model {result.uri} PHOTO", file=sys.stderr)
+        if push_to_hub:
+            from colorize_cli.app.publish import push_run
+
+            try:
+                result = push_run(weights, push_to_hub)
+            except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
+                fail(exc)
+            print(f"pushed {weights.name} to {result.uri}", file=sys.stderr)
+            print(f"next: colorize --model {result.uri} PHOTO", file=sys.stderr)
