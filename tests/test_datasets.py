@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import pickle
 import re
 import socket
@@ -195,12 +196,13 @@ def _cache(tmp_path: Path) -> Path:
 
 # ----- the three formats -----
 def test_cifar10_dataset_downloads_verifies_reads_batches_and_then_works_offline(server, tmp_path, monkeypatch,
-                                                                                 capsys):
+                                                                                 caplog):
+    caplog.set_level(logging.INFO, logger="colorize_cli")  # the package logs its download lines
     data, images = cifar_tarball()
     server.files["cifar-10-python.tar.gz"] = data
     _pin(monkeypatch, "cifar10", "cifar-10-python.tar.gz", data)
     got = load_dataset("cifar10", cache_size=40)
-    err = capsys.readouterr().err
+    err = caplog.text
     n = 5 * CIFAR_PER_BATCH
     assert got.files == n and got.skipped == {"grayscale": 1}
     assert tuple(got.images.shape) == (n - 1, 32, 32, 3)  # native 32 px, not upsampled to 40
@@ -252,7 +254,8 @@ def test_imagenette_dataset_tgz_train_and_val_splits_with_fastai_checks(server, 
 
 # ----- downloads -----
 @pytest.mark.parametrize("ranges", [True, False], ids=["server-resumes", "server-ignores-range"])
-def test_dataset_download_resumes_a_partial_file(server, tmp_path, monkeypatch, capsys, ranges):
+def test_dataset_download_resumes_a_partial_file(server, tmp_path, monkeypatch, caplog, ranges):
+    caplog.set_level(logging.INFO, logger="colorize_cli")
     data = places_val_tar()
     server.files["val_256.tar"], server.ranges = data, ranges
     _pin(monkeypatch, "places365", "val_256.tar", data)
@@ -263,7 +266,7 @@ def test_dataset_download_resumes_a_partial_file(server, tmp_path, monkeypatch, 
     got = load_dataset("places365:val", cache_size=32)
     assert len(got.images) == 3
     assert server.gets() == [("/val_256.tar", f"bytes={half}-")]
-    err = capsys.readouterr().err
+    err = caplog.text
     assert ("resuming" in err) if ranges else ("does not resume" in err)
     assert "verified" in err and not part.exists()
 
@@ -293,13 +296,14 @@ def test_dataset_checksum_mismatch_deletes_the_file_and_says_so(server, tmp_path
 
 
 def test_dataset_without_published_checksum_records_sha256_and_holds_later_downloads_to_it(
-        server, tmp_path, monkeypatch, capsys):
+        server, tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="colorize_cli")
     data, _ = cifar_tarball()
     server.files["cifar-10-python.tar.gz"] = data
     _pin(monkeypatch, "cifar10", "cifar-10-python.tar.gz", data, md5=None, size=None)
     load_dataset("cifar10", cache_size=32)
     sha = hashlib.sha256(data).hexdigest()
-    assert f"no published checksum; recorded sha256 {sha}" in capsys.readouterr().err
+    assert f"no published checksum; recorded sha256 {sha}" in caplog.text
     (_cache(tmp_path) / "cifar10" / "cifar-10-python.tar.gz").unlink()
     server.files["cifar-10-python.tar.gz"] = data[:-1] + bytes([data[-1] ^ 1])  # the server's copy changed
     with pytest.raises(DatasetIntegrityError, match=f"not the {sha} recorded when it was first downloaded"):

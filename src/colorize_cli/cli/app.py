@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -52,7 +53,23 @@ def _root(
     version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
-    pass
+    show_log_lines()
+
+
+class _StderrLines(logging.Handler):
+    """The package's log lines (downloads, training, notes) as they are, on the stderr of the moment."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stderr, flush=True)
+
+
+def show_log_lines() -> None:
+    """Print what the package logs (the ``colorize_cli`` logger, INFO and up) on stderr: below the
+    command line the package prints nothing itself."""
+    logger = logging.getLogger("colorize_cli")
+    if not any(isinstance(h, _StderrLines) for h in logger.handlers):
+        logger.addHandler(_StderrLines())
+    logger.setLevel(logging.INFO)
 
 
 def fail(problem: str | BaseException, code: int = 1) -> None:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import errno
 import hashlib
 import http.client
+import logging
 import shutil
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from colorize_cli._version import __version__
+
+LOGGER = logging.getLogger("colorize_cli")  # every progress and note line of the package
 
 CHUNK = 1 << 20
 HEAD_BYTES = 1 << 20  # fast.ai checks its archives by size and the md5 of their first MiB
@@ -60,7 +62,9 @@ def human_size(n: float) -> str:
 
 
 def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    """A line about a download, to the ``colorize_cli`` logger (the command line prints it on stderr;
+    in Python it is silent unless logging is configured)."""
+    LOGGER.info(msg)
 
 
 def _quiet(msg: str) -> None:

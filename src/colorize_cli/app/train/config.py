@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import functools
 import importlib
-import sys
 from dataclasses import dataclass, replace
 
 import torch
 
 from colorize_cli.errors import OptionError
+from colorize_cli.io.download import LOGGER
 from colorize_cli.models import ModelSpec, Recipe
 from colorize_cli.models.encoders import ENCODERS, EncoderWeightsError
 
@@ -64,7 +64,7 @@ RANK_SEED_STRIDE = 7919
 
 
 def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    LOGGER.info(msg)
 
 
 def training_recipe(spec: ModelSpec, config: TrainConfig) -> Recipe:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import torch
 from torch import nn
@@ -19,6 +17,7 @@ from colorize_cli.engine.perceptual.frechet import (
 )
 from colorize_cli.engine.perceptual.lpips import LPIPS, get_lpips
 from colorize_cli.engine.perceptual.pretrained import WeightsUnavailable
+from colorize_cli.io.download import LOGGER
 from colorize_cli.models.encoders import EncoderWeightsError
 
 
@@ -69,7 +68,7 @@ class EvalPerceptual:
             if strict:
                 raise
             self.unavailable[metric] = str(exc)
-            print(f"warning: {metric} unavailable, evaluating without it: {exc}", file=sys.stderr)
+            LOGGER.warning(f"warning: {metric} unavailable, evaluating without it: {exc}")
             return None
 
     @torch.no_grad()

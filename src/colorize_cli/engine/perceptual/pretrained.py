@@ -13,7 +13,6 @@ line that says what to do. :func:`loaded` keeps each network, once built, per de
 from __future__ import annotations
 
 import os
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from colorize_cli.io.cache import CACHE_ENV, OFFLINE_WHY, cache_path, is_offline
-from colorize_cli.io.download import DownloadError, download
+from colorize_cli.io.download import LOGGER, DownloadError, download
 from colorize_cli.io.files import sha256_of
 
 PRETRAINED_URL_ENV = "COLORIZE_PRETRAINED_URL"
@@ -115,7 +114,7 @@ def fetch_pretrained(spec: PretrainedFile, *, offline: bool | None = None,
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.part")
     if not quiet:
-        print(f"downloading {url} to {path}", file=sys.stderr)
+        LOGGER.info(f"downloading {url} to {path}")
     try:  # no automatic retries: a failure is reported at once, and the unique .part is not resumed later
         digests = download(url, part, None, spec.filename, progress=not quiet, quiet=True, retries=0)
     except (DownloadError, OSError, ValueError) as exc:  # ValueError: not a URL
