@@ -180,3 +180,20 @@ def test_onnx_file_without_metadata_is_refused(tmp_path):
     path.write_bytes(b"not a model")
     with pytest.raises(RuntimeError, match="cannot load"):
         Colorizer(str(path))
+
+
+def test_the_first_onnx_run_prints_no_library_warning(tmp_path):
+    """The default model's on-demand export says nothing of torch's exporter to the user (a real process:
+    pytest would swallow the warnings of an in-process run)."""
+    import os
+    import subprocess
+    import sys
+
+    src = make_photo(tmp_path / "p.png", size=(64, 48), mode="L")
+    env = {**os.environ, "COLORIZE_CACHE": str(tmp_path / "cache")}
+    run = subprocess.run([sys.executable, "-m", "colorize_cli", str(src), "--backend", "onnx"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert list((tmp_path / "cache" / "onnx").glob("*.onnx"))  # it did export
+    assert "Warning" not in run.stderr and run.stderr.strip().splitlines() == [
+        ln for ln in run.stderr.strip().splitlines() if ln.startswith("done:")]

@@ -129,6 +129,9 @@ def _export_float32(net: torch.nn.Module, path: Path, opset: int, size: int | No
     with warnings.catch_warnings():
         # the TorchScript exporter is deprecated in torch >= 2.9 but needs no onnxscript, and is exact here
         warnings.simplefilter("ignore", DeprecationWarning)
+        # its notes on constant folding of Slice are for torch's developers: the graph is checked against
+        # torch below either way, and a user's first --backend onnx run should not print them
+        warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
         torch.onnx.export(net, (dummy,), str(path), dynamo=False, opset_version=opset,
                           input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                           dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes}, do_constant_folding=True)
