@@ -192,7 +192,7 @@ def test_the_first_onnx_run_prints_no_library_warning(tmp_path):
     src = make_photo(tmp_path / "p.png", size=(64, 48), mode="L")
     env = {**os.environ, "COLORIZE_CACHE": str(tmp_path / "cache")}
     run = subprocess.run([sys.executable, "-m", "colorize_cli", str(src), "--backend", "onnx"],
-                         capture_output=True, text=True, env=env, timeout=300)
+                         capture_output=True, text=True, env=env, timeout=300, check=False)
     assert run.returncode == 0, run.stderr
     assert list((tmp_path / "cache" / "onnx").glob("*.onnx"))  # it did export
     assert "Warning" not in run.stderr and run.stderr.strip().splitlines() == [
