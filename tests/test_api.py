@@ -123,3 +123,29 @@ def test_the_api_names_options_by_their_python_names_and_the_command_line_by_its
     assert result.exit_code == 2 and "error: --device gpu: not a device; use cpu, cuda, cuda:N or auto" in result.output
     result = CliRunner().invoke(app, [str(src), "--model", str(tiny_weights), "--half"])
     assert result.exit_code == 2 and "error: --half precision needs a GPU (--device cuda)" in result.output
+
+
+def test_a_pil_photo_is_colorized_upright_as_the_command_line_reads_it(tiny_weights, tmp_path):
+    path = tmp_path / "phone.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to view
+    Image.open(make_photo(tmp_path / "p.png", size=(80, 40), mode="L")).save(path, exif=exif)
+    out = Colorizer(str(tiny_weights)).colorize(Image.open(path))
+    assert out.size == (40, 80)
+    result = CliRunner().invoke(app, [str(path), "--model", str(tiny_weights), "-q"])
+    assert result.exit_code == 0 and Image.open(tmp_path / "phone_color.jpg").size == out.size
+
+
+def test_an_error_line_of_the_command_line_says_all_the_error_says(tiny_weights, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(tiny_weights), framework="pt") as f:
+        meta = f.metadata()
+    tensors = load_file(str(tiny_weights))
+    missing = min(tensors)
+    del tensors[missing]
+    broken = tmp_path / "broken.safetensors"
+    save_file(tensors, str(broken), metadata=meta)
+    result = CliRunner().invoke(app, [str(make_photo(tmp_path / "p.png")), "--model", str(broken)])
+    assert result.exit_code == 2 and "Missing key(s)" in result.output and missing in result.output

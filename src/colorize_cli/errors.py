@@ -1,23 +1,25 @@
-"""The one-line reason of an exception, as every error line of the tool shows it (``failed: FILE: reason``,
-``error: reason``)."""
+"""What an exception says, as the tool's lines show it (``failed: FILE: reason``, ``error: reason``), and
+:class:`OptionError`, whose message names options so that only the command line writes them as flags."""
 
 from __future__ import annotations
 
 import re
 
 
-def error_line(exc: BaseException, *, with_type: bool = False) -> str:
-    """The first line of what ``exc`` says: a KeyError's key without the quotes str() adds, an OSError's
-    (or FFmpeg error's) reason without the errno and file name, else its message; its class name when it
-    says nothing. ``with_type`` puts the class name in front (for errors of other libraries)."""
-    if isinstance(exc, KeyError) and exc.args:
-        text = str(exc.args[0])
-    else:
-        text = str(getattr(exc, "strerror", None) or exc)
-    lines = text.strip().splitlines()
-    if not lines:
-        return exc.__class__.__name__
-    return f"{exc.__class__.__name__}: {lines[0]}" if with_type else lines[0]
+def error_text(exc: BaseException) -> str:
+    """All that ``exc`` says (a KeyError's key without the quotes str() adds); its class name when it
+    says nothing. What an ``error:`` line of the command line shows."""
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    return text.strip() or exc.__class__.__name__
+
+
+def error_line(exc: BaseException, *, with_type: bool = False, reason_only: bool = False) -> str:
+    """The first line of :func:`error_text`, to fit inside a longer line. ``reason_only``: an OSError's
+    (or FFmpeg error's) reason without the errno and file name that str() adds (where the line names
+    the file already); ``with_type``: the class name in front (for errors of other libraries)."""
+    strerror = getattr(exc, "strerror", None) if reason_only else None
+    first = (str(strerror).strip() if strerror else error_text(exc)).splitlines()[0]
+    return f"{exc.__class__.__name__}: {first}" if with_type else first
 
 
 class OptionError(ValueError):
@@ -31,12 +33,12 @@ class OptionError(ValueError):
 
 
 def for_command_line(exc: BaseException) -> str:
-    """:func:`error_line` of ``exc`` with the options an :class:`OptionError` names (itself, or the error
-    it was raised from) written as flags."""
+    """:func:`error_text` of ``exc``, with the options an :class:`OptionError` names (``exc`` itself,
+    or the error it was raised from) written as flags."""
     cause = exc if isinstance(exc, OptionError) else exc.__cause__
     if isinstance(cause, OptionError):
-        return error_line(OptionError(_render(cause.template, lambda name: "--" + name.replace("_", "-"))))
-    return error_line(exc)
+        return _render(cause.template, lambda name: "--" + name.replace("_", "-")).strip()
+    return error_text(exc)
 
 
 def _render(template: str, name_of) -> str:

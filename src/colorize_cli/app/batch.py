@@ -23,7 +23,7 @@ import torch
 from colorize_cli.app.films import FilmOptions, colorize_film
 from colorize_cli.app.plan import Job, plan_jobs
 from colorize_cli.engine.colorizer import Colorizer
-from colorize_cli.errors import error_line
+from colorize_cli.errors import error_text
 from colorize_cli.io.atomic import remove_stale_parts
 from colorize_cli.io.films import VideoError, film_problem, is_video
 from colorize_cli.io.images import (
@@ -164,7 +164,7 @@ def colorize_batch(inputs: list, reporter: Reporter | None = None, **options) ->
         if opts.samples > 1 or opts.seed is not None:
             latents = colorizer.sample_latents(opts.samples, 0 if opts.seed is None else opts.seed)
     except (KeyError, FileNotFoundError, ValueError, RuntimeError) as exc:
-        raise BatchError(error_line(exc)) from exc
+        raise BatchError(error_text(exc)) from exc
     set_max_pixels(DEFAULT_MAX_PIXELS if opts.max_pixels is None else opts.max_pixels)
     summary = Summary(skipped_not_image=plan.not_images, skipped_own_outputs=plan.own_outputs,
                       shard=opts.shard, planned=len(plan.jobs))
@@ -183,7 +183,7 @@ def colorize_batch(inputs: list, reporter: Reporter | None = None, **options) ->
     for job in plan.jobs:
         clash = next((t for t in job.targets if t in seen), None)
         if any(t.resolve() == job.source.resolve() for t in job.targets):
-            fail(job.source, "the output would overwrite the input (choose another suffix)")
+            fail(job.source, "the output would overwrite the input (choose a --suffix)")
         elif clash is not None:
             fail(job.source, f"output {clash} would collide with {seen[clash]}'s")
         elif not opts.overwrite and _outputs_done(job, say):
@@ -346,7 +346,7 @@ class _Runner:
         options = FilmOptions(codec=o.codec, crf=o.crf, stabilize=o.stabilize, segment_seconds=o.segment_seconds,
                               batch_size=o.batch_size, overwrite=o.overwrite, skip_color=o.skip_color)
         if self.latents is not None:
-            self.say("warning: samples and seeds apply to photos; films get the model's default colorization")
+            self.say("warning: --samples and --seed apply to photos; films get the model's default colorization")
         with self.reporter.films() as on_frames:
             for job in jobs:
                 try:

@@ -23,11 +23,12 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from colorize_cli._version import __version__
-from colorize_cli.app.batch import colorize_batch
+from colorize_cli.app.batch import Reporter, colorize_batch
 from colorize_cli.engine import metrics
 from colorize_cli.engine.device import torch_device
 from colorize_cli.engine.perceptual import EvalPerceptual
 from colorize_cli.io.atomic import atomic_write, write_text
+from colorize_cli.io.download import LOGGER
 from colorize_cli.io.files import find_images
 from colorize_cli.io.images import save_pil
 
@@ -90,14 +91,21 @@ def _score(name: str, outputs: list[np.ndarray], samples: list, perceptual=None)
     return ModelResult(name, summary, rows)
 
 
+class _LoggedLines(Reporter):
+    """The batch's ``failed:`` and ``warning:`` lines to the package's logger (the command line prints them)."""
+
+    def line(self, text: str) -> None:
+        LOGGER.warning(text)
+
+
 def evaluate_model(model: str, samples: list, work: Path, device: str = "cpu", size: int | None = None,
                    perceptual=None) -> ModelResult:
     """Colorize the gray inputs with ``model`` from files, read the outputs back, score them."""
 
     out_dir = work / "outputs" / Path(model).stem
     t0 = time.perf_counter()
-    summary = colorize_batch([s[2] for s in samples], model=model, output=out_dir, overwrite=True, device=device,
-                             batch_size=8, size=size)
+    summary = colorize_batch([s[2] for s in samples], _LoggedLines(), model=model, output=out_dir, overwrite=True,
+                             device=device, batch_size=8, size=size)
     seconds = time.perf_counter() - t0
     if not summary.ok:
         what = "; ".join(f"{f}: {r}" for f, r in summary.failed[:3]) or "interrupted"

@@ -182,7 +182,7 @@ def eval_command(
     if not data.is_dir():
         fail(f"{data}: data folder not found", 2)
     try:
-        with hub_options(offline=offline or None, cache_dir=cache_dir):
+        with hub_options(offline=offline or None, cache_dir=cache_dir, progress=True):
             results = run_eval(names, data, output, limit=limit, device=device, size=size or None, lpips=lpips,
                                fid=fid, fd=fd, strict_perceptual=strict_perceptual)
     except (FileNotFoundError, KeyError, RuntimeError, ValueError) as exc:
@@ -265,7 +265,7 @@ def download(
     trust_remote_pickle: Annotated[bool, typer.Option(help="Allow .pt/.pth/.bin/.ckpt checkpoints.")] = False,
 ) -> None:
     """Fetch weights into the cache now (pinned and sha256-checked), so later runs work offline."""
-    from colorize_cli.engine.hub import locate
+    from colorize_cli.engine.hub import hub_options, locate
     from colorize_cli.engine.weights import read_weights_toml
     from colorize_cli.errors import for_command_line
 
@@ -283,7 +283,8 @@ def download(
     failed = 0
     for name in names:
         try:
-            path, how = locate(name, cache_dir=cache_dir, trust_remote_pickle=trust_remote_pickle)
+            with hub_options(progress=True):
+                path, how = locate(name, cache_dir=cache_dir, trust_remote_pickle=trust_remote_pickle)
         except (KeyError, FileNotFoundError, ValueError, RuntimeError) as exc:
             print(f"error: {for_command_line(exc)}", file=sys.stderr)
             failed += 1

@@ -121,7 +121,7 @@ def train(
     from colorize_cli.engine.hub import hub_options
 
     # every download of the run (a dataset, encoder and LPIPS weights) obeys --offline and --cache-dir
-    with hub_options(offline=offline or None, cache_dir=cache_dir):
+    with hub_options(offline=offline or None, cache_dir=cache_dir, progress=True):
         datasets = dataset or ["."]
         for spec in datasets:
             try:

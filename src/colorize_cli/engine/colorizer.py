@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 
 from colorize_cli.color import denormalize_ab, gray_to_l, lab_to_pixels, normalize_l, pixels_to_l, rgb_to_lab
 from colorize_cli.engine.backends import OnnxEngine, TorchEngine
@@ -169,7 +169,7 @@ class Colorizer:
         if isinstance(image, Photo):
             return self._colorize_photo(image)
         if isinstance(image, Image.Image):
-            photo = photo_from_pil(image)
+            photo = photo_from_pil(ImageOps.exif_transpose(image))  # upright, as the command line reads files
             rgb = self._colorize_photo(photo)
             if rgb.dtype == np.uint16:  # Pillow has no 16-bit RGB mode
                 rgb = (rgb >> 8).astype(np.uint8)

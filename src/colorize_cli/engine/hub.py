@@ -71,7 +71,7 @@ class HubOptions:
     offline: bool | None = None  # None: $HF_HUB_OFFLINE (colorize_cli.io.cache.is_offline)
     cache_dir: Path | None = None  # the colorize-cli cache folder; None: $COLORIZE_CACHE (see hub_cache_dir)
     trust_remote_pickle: bool = False
-    progress: bool = True
+    progress: bool = False  # huggingface_hub's download bar: the command line turns it on
 
 
 _OPTIONS: ContextVar[HubOptions | None] = ContextVar("colorize_hub_options", default=None)  # pickles, progress

@@ -124,7 +124,7 @@ def open_source(path: Path) -> Source:
     except PermissionError:
         raise VideoError("permission denied") from None
     except (av.FFmpegError, OSError, ValueError) as exc:
-        raise VideoError(f"not a readable video ({error_line(exc)})") from None
+        raise VideoError(f"not a readable video ({error_line(exc, reason_only=True)})") from None
     videos = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
     if not videos:
         audio = len(container.streams.audio)
@@ -206,7 +206,7 @@ def _frames_end(film: Source, hint: float | None = None) -> float | None:
             ends = [(p.pts + (p.duration or 0) - start) * stream.time_base
                     for p in container.demux(stream) if p.size and p.pts is not None]
         except (av.FFmpegError, OSError) as exc:
-            raise VideoError(f"not a readable video ({error_line(exc)})") from None
+            raise VideoError(f"not a readable video ({error_line(exc, reason_only=True)})") from None
         if ends:
             return float(max(ends))
     return None

@@ -34,6 +34,7 @@ from colorize_cli.color import model_output_to_rgb, rgb_to_model_input
 from colorize_cli.engine import metrics
 from colorize_cli.engine.hub import resolve
 from colorize_cli.engine.weights import load_generator
+from colorize_cli.errors import OptionError, error_text
 from colorize_cli.io.images import save_pil
 from colorize_cli.models import create_discriminator, create_model, get_spec, saved_options
 from colorize_cli.models.encoders import EncoderWeightsError
@@ -171,7 +172,7 @@ def _read_init(source: str) -> tuple[dict[str, torch.Tensor], dict | None]:
     try:
         net, config = load_generator(resolve(source))
     except (KeyError, OSError, ValueError, RuntimeError) as exc:
-        reason = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        reason = exc.template if isinstance(exc, OptionError) else error_text(exc)
         raise TrainSetupError(f"{{init}} {source}: {reason}") from exc
     return net.state_dict(), saved_options(config["arch"], config.get("options")) or None
 
