@@ -9,6 +9,7 @@ Reports (medians of --repeats runs):
   * peak memory (max RSS) colorizing one 100-megapixel image.
 
     python benchmarks/bench_batch.py --photos ../shared/data/bsds500/val --repeats 3
+    python benchmarks/bench_batch.py --photos ../shared/data/bsds500/val --repeats 3 --backend onnx
 """
 
 from __future__ import annotations
@@ -70,10 +71,13 @@ def main() -> None:
     ap.add_argument("--photos", type=Path, default=Path("../shared/data/bsds500/val"))
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--model", default="default")
+    ap.add_argument("--backend", default="torch", choices=("torch", "onnx"),
+                    help="onnx: the model is exported once into a temporary cache before the timed runs")
     ap.add_argument("--skip-100mp", action="store_true")
     args = ap.parse_args()
     colorize = [sys.executable, "-m", "colorize_cli"]
     work = Path(tempfile.mkdtemp(prefix="colorize-bench-"))
+    backend = ["--backend", args.backend, "--cache-dir", str(work / "cache")]
     try:
         big = make_photos(args.photos, work / "24", 24)
         small_dir = work / "4"
@@ -86,12 +90,15 @@ def main() -> None:
         scratch = work / "scratch"
         scratch.mkdir()
         runs: dict[str, list[float]] = {"t24": [], "t4": [], "floor": [], "one": [], "version": []}
+        if args.backend == "onnx":  # the one-time export is not what a run costs
+            subprocess.run([*colorize, str(one), "--model", args.model, *backend, "--overwrite", "--quiet"],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(args.repeats):
             for name, folder in (("t24", work / "24"), ("t4", small_dir)):
-                runs[name].append(timed([*colorize, str(folder), "--model", args.model, "--output",
+                runs[name].append(timed([*colorize, str(folder), "--model", args.model, *backend, "--output",
                                          str(work / f"out{name}"), "--overwrite", "--quiet"]))
             runs["floor"].append(io_floor(big, scratch))
-            runs["one"].append(timed([*colorize, str(one), "--model", args.model, "--overwrite", "--quiet"]))
+            runs["one"].append(timed([*colorize, str(one), "--model", args.model, *backend, "--overwrite", "--quiet"]))
             runs["version"].append(timed([*colorize, "--version"]))
         med = {k: statistics.median(v) for k, v in runs.items()}
         marginal = [(a - b) / 20 for a, b in zip(runs["t24"], runs["t4"])]
@@ -107,8 +114,8 @@ def main() -> None:
             huge = work / "huge" / "scan.png"
             huge.parent.mkdir()
             Image.open(big[0]).resize((12247, 8165), Image.Resampling.BILINEAR).save(huge, compress_level=1)
-            result["peak_rss_mb_100mp"] = peak_rss_mb([*colorize, str(huge), "--model", args.model, "--quiet",
-                                                       "--overwrite"])
+            result["peak_rss_mb_100mp"] = peak_rss_mb([*colorize, str(huge), "--model", args.model, *backend,
+                                                       "--quiet", "--overwrite"])
             result["decoded_100mp_gray_mb"] = 12247 * 8165 / 1e6
         print(json.dumps(result, indent=2))
         print(f"\n| measure | median of {args.repeats} |\n|---|---|")
