@@ -175,3 +175,13 @@ def test_an_output_folder_under_a_file_is_one_failure_line(tmp_path, tiny_weight
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
     assert [ln for ln in lines if not ln.startswith("done:")] == [f"failed: {src}: Not a directory ({blocker / 'out'})"]
     assert blocker.read_text() == "not a folder"
+
+
+def test_debug_shows_the_traceback_of_a_failed_file_and_only_then(tmp_path, tiny_weights):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    for flags, traceback_shown in (((), False), (("--debug",), True)):
+        result = run(broken, "--model", tiny_weights, *flags)
+        assert result.exit_code == 1
+        assert f"failed: {broken}: not a readable image" in result.output
+        assert ("Traceback (most recent call last)" in result.output) == traceback_shown
