@@ -123,6 +123,10 @@ def test_the_api_names_options_by_their_python_names_and_the_command_line_by_its
     assert result.exit_code == 2 and "error: --device gpu: not a device; use cpu, cuda, cuda:N or auto" in result.output
     result = CliRunner().invoke(app, [str(src), "--model", str(tiny_weights), "--half"])
     assert result.exit_code == 2 and "error: --half precision needs a GPU (--device cuda)" in result.output
+    with pytest.raises(BatchError, match=r"^suffix must not be empty without output \(the input would be"):
+        colorize_batch([src], suffix="", model=str(tiny_weights))
+    result = CliRunner().invoke(app, [str(src), "--model", str(tiny_weights), "--suffix", ""])
+    assert result.exit_code == 2 and "error: --suffix must not be empty without --output" in result.output
 
 
 def test_a_pil_photo_is_colorized_upright_as_the_command_line_reads_it(tiny_weights, tmp_path):

@@ -23,7 +23,7 @@ import torch
 from colorize_cli.app.films import FilmOptions, colorize_film
 from colorize_cli.app.plan import Job, plan_jobs
 from colorize_cli.engine.colorizer import Colorizer
-from colorize_cli.errors import error_text
+from colorize_cli.errors import OptionError, error_text
 from colorize_cli.io.atomic import remove_stale_parts
 from colorize_cli.io.films import VideoError, film_problem, is_video
 from colorize_cli.io.images import (
@@ -153,7 +153,8 @@ def colorize_batch(inputs: list, reporter: Reporter | None = None, **options) ->
     opts = BatchOptions(**options)
     reporter = reporter or Reporter()
     if not opts.suffix and opts.output is None:
-        raise BatchError("the suffix must not be empty without an output folder (the input would be overwritten)")
+        usage = OptionError("{suffix} must not be empty without {output} (the input would be overwritten)")
+        raise BatchError(str(usage)) from usage
     plan = plan_jobs([str(i) for i in inputs], opts.output, opts.suffix, opts.fmt, opts.samples, opts.shard)
     if plan.missing:
         raise BatchError(f"no such file or folder: {', '.join(plan.missing)}")
@@ -340,6 +341,7 @@ class _Runner:
 
     def run_films(self, jobs: list[Job]) -> None:
         """Colorize films one after the other (each one decodes, predicts and encodes in parallel)."""
+        self._advance = lambda: None  # a failed film is no step of the photos' progress (it has ended)
         if not jobs:
             return
         o = self.opts

@@ -125,9 +125,6 @@ def _run_batch(inputs: list[str], quiet: bool, json_out: bool, debug: bool, **op
     from colorize_cli.cli.progress import ConsoleReporter
     from colorize_cli.errors import for_command_line
 
-    if not options["suffix"] and options["output"] is None:
-        print("error: --suffix must not be empty without --output (the input would be overwritten)", file=sys.stderr)
-        return EXIT_USAGE
     try:
         summary = colorize_batch(inputs, reporter=ConsoleReporter(quiet=quiet, debug=debug), **options)
     except BatchError as exc:
