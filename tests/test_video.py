@@ -4,6 +4,7 @@ bad films reported one line each. Tiny films are made here with PyAV."""
 import itertools
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -173,7 +174,9 @@ def test_codec_and_colour_options(tmp_path, tiny_weights):
 def test_bad_films_fail_one_line_each_and_the_batch_goes_on(tmp_path, tiny_weights):
     folder = tmp_path / "in"
     make_photo(folder / "good.png", mode="L")
-    (folder / "noise.mp4").write_bytes(os.urandom(4000))
+    (folder / "noise.mp4").write_bytes(random.Random(0).randbytes(4000))
+    # noise that FFmpeg's probe takes for LRC lyrics (a subtitle format): still not a readable video
+    (folder / "lyrics.mp4").write_bytes(random.Random(131).randbytes(4000))
     with av.open(str(folder / "sound.m4a.mp4"), "w") as out:  # sound only
         stream = out.add_stream("aac", rate=8000, layout="mono")
         frame = av.AudioFrame.from_ndarray(np.zeros((1, 4096), np.float32), format="fltp", layout="mono")
@@ -188,15 +191,17 @@ def test_bad_films_fail_one_line_each_and_the_batch_goes_on(tmp_path, tiny_weigh
     result = run(folder, "--model", tiny_weights, "--json")
     assert result.exit_code == 1
     failed = {line.split(": ")[1]: line for line in result.output.splitlines() if line.startswith("failed: ")}
-    assert sorted(failed) == sorted(str(folder / n) for n in ("noise.mp4", "sound.m4a.mp4", "cut.mkv", "alien.avi"))
+    assert sorted(failed) == sorted(str(folder / n) for n in ("noise.mp4", "lyrics.mp4", "sound.m4a.mp4",
+                                                                  "cut.mkv", "alien.avi"))
     assert "not a readable video" in failed[str(folder / "noise.mp4")]
+    assert "not a readable video" in failed[str(folder / "lyrics.mp4")]
     assert "no video stream (only 1 audio stream)" in failed[str(folder / "sound.m4a.mp4")]
     assert "truncated" in failed[str(folder / "cut.mkv")]
     assert "unsupported video codec" in failed[str(folder / "alien.avi")]
     summary = summary_of(result)
-    assert summary["processed"] == 1 and len(summary["failed"]) == 4
+    assert summary["processed"] == 1 and len(summary["failed"]) == 5
     assert sorted(p.name for p in folder.iterdir()) == ["alien.avi", "cut.mkv", "good.png", "good_color.png",
-                                                         "noise.mp4", "sound.m4a.mp4"]  # no output, no work folder
+                                                         "lyrics.mp4", "noise.mp4", "sound.m4a.mp4"]  # no output, no work folder
 
 
 def test_stabilised_colour_flickers_less_than_frame_by_frame(tmp_path, tiny_weights):

@@ -127,9 +127,12 @@ def open_source(path: Path) -> Source:
         raise VideoError(f"not a readable video ({error_line(exc, reason_only=True)})") from None
     videos = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
     if not videos:
-        audio = len(container.streams.audio)
+        audio, kind = len(container.streams.audio), container.format.long_name or container.format.name
         container.close()
-        raise VideoError("no video stream" + (f" (only {audio} audio stream{'s' * (audio > 1)})" if audio else ""))
+        if audio:
+            raise VideoError(f"no video stream (only {audio} audio stream{'s' * (audio > 1)})")
+        # FFmpeg probes by content: a few bytes of noise can pass for a subtitle or data format
+        raise VideoError(f"not a readable video (no video or audio stream; FFmpeg took it for {kind})")
     stream = videos[0]
     cc = stream.codec_context
     if cc is None or cc.codec is None or not cc.codec.is_decoder:
