@@ -8,8 +8,10 @@ Reports (medians of --repeats runs):
   * `colorize --version`;
   * peak memory (max RSS) colorizing one 100-megapixel image.
 
-    python benchmarks/bench_batch.py --photos ../shared/data/bsds500/val --repeats 3
-    python benchmarks/bench_batch.py --photos ../shared/data/bsds500/val --repeats 3 --backend onnx
+    python benchmarks/bench_batch.py --photos ../shared/data/bsds500/val --repeats 5 --backends onnx,torch
+
+Each backend is measured in the same run, interleaved repeat by repeat (this shared machine drifts by
+more than the backends differ), against the same I/O floor; `--backends onnx` alone needs no torch.
 """
 
 from __future__ import annotations
@@ -66,66 +68,82 @@ def peak_rss_mb(cmd: list[str]) -> float:
     return max(after, before) / 1024
 
 
+def measure(colorize: list[str], backend: str, args, work: Path, one: Path) -> dict:
+    """One repeat of every timed command for ``backend``."""
+    opts = ["--model", args.model, "--backend", backend, "--cache-dir", str(work / "cache")]
+    out = {}
+    for name, folder in (("t24", work / "24"), ("t4", work / "4")):
+        out[name] = timed([*colorize, str(folder), *opts, "--output", str(work / f"out{name}-{backend}"),
+                           "--overwrite", "--quiet"])
+    out["one"] = timed([*colorize, str(one), *opts, "--overwrite", "--quiet"])
+    return out
+
+
+def summarise(runs: dict[str, list[float]], floor: list[float]) -> dict:
+    marginal = [(a - b) / 20 for a, b in zip(runs["t24"], runs["t4"])]
+    return {"marginal_s_per_photo": statistics.median(marginal),
+            "marginal_ratio_to_io_floor": statistics.median(m / f for m, f in zip(marginal, floor)),
+            "one_photo_s": statistics.median(runs["one"]), "runs": runs}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--photos", type=Path, default=Path("../shared/data/bsds500/val"))
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--model", default="default")
-    ap.add_argument("--backend", default="torch", choices=("torch", "onnx"),
-                    help="onnx: the model is exported once into a temporary cache before the timed runs")
+    ap.add_argument("--backends", default="onnx,torch",
+                    help="comma-separated: onnx (the default backend on a CPU), torch (needs colorize-cli[torch])")
     ap.add_argument("--skip-100mp", action="store_true")
     args = ap.parse_args()
+    backends = [b for b in args.backends.split(",") if b]
     colorize = [sys.executable, "-m", "colorize_cli"]
     work = Path(tempfile.mkdtemp(prefix="colorize-bench-"))
-    backend = ["--backend", args.backend, "--cache-dir", str(work / "cache")]
     try:
         big = make_photos(args.photos, work / "24", 24)
-        small_dir = work / "4"
-        small_dir.mkdir()
+        (work / "4").mkdir()
         for f in big[:4]:
-            shutil.copy(f, small_dir / f.name)
+            shutil.copy(f, work / "4" / f.name)
         one = work / "one" / "photo.jpg"
         one.parent.mkdir()
         shutil.copy(big[0], one)
         scratch = work / "scratch"
         scratch.mkdir()
-        runs: dict[str, list[float]] = {"t24": [], "t4": [], "floor": [], "one": [], "version": []}
-        if args.backend == "onnx":  # the one-time export is not what a run costs
-            subprocess.run([*colorize, str(one), "--model", args.model, *backend, "--overwrite", "--quiet"],
-                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for backend in backends:  # a warm-up each: the file cache, and any one-time export
+            timed([*colorize, str(one), "--model", args.model, "--backend", backend, "--cache-dir",
+                   str(work / "cache"), "--overwrite", "--quiet"])
+        runs = {b: {"t24": [], "t4": [], "one": []} for b in backends}
+        floor, version = [], []
         for _ in range(args.repeats):
-            for name, folder in (("t24", work / "24"), ("t4", small_dir)):
-                runs[name].append(timed([*colorize, str(folder), "--model", args.model, *backend, "--output",
-                                         str(work / f"out{name}"), "--overwrite", "--quiet"]))
-            runs["floor"].append(io_floor(big, scratch))
-            runs["one"].append(timed([*colorize, str(one), "--model", args.model, *backend, "--overwrite", "--quiet"]))
-            runs["version"].append(timed([*colorize, "--version"]))
-        med = {k: statistics.median(v) for k, v in runs.items()}
-        marginal = [(a - b) / 20 for a, b in zip(runs["t24"], runs["t4"])]
-        result = {
-            "marginal_s_per_photo": statistics.median(marginal),
-            "io_floor_s_per_photo": med["floor"],
-            "marginal_ratio_to_io_floor": statistics.median(m / f for m, f in zip(marginal, runs["floor"])),
-            "one_photo_s": med["one"],
-            "version_s": med["version"],
-            "runs": runs,
-        }
+            for backend in backends:
+                for k, v in measure(colorize, backend, args, work, one).items():
+                    runs[backend][k].append(v)
+            floor.append(io_floor(big, scratch))
+            version.append(timed([*colorize, "--version"]))
+        result = {"io_floor_s_per_photo": statistics.median(floor), "version_s": statistics.median(version),
+                  "floor_runs": floor, "version_runs": version,
+                  "backends": {b: summarise(runs[b], floor) for b in backends}}
         if not args.skip_100mp:
             huge = work / "huge" / "scan.png"
             huge.parent.mkdir()
             Image.open(big[0]).resize((12247, 8165), Image.Resampling.BILINEAR).save(huge, compress_level=1)
-            result["peak_rss_mb_100mp"] = peak_rss_mb([*colorize, str(huge), "--model", args.model, *backend,
-                                                       "--quiet", "--overwrite"])
-            result["decoded_100mp_gray_mb"] = 12247 * 8165 / 1e6
+            for b in backends:
+                result["backends"][b]["peak_rss_mb_100mp"] = peak_rss_mb(
+                    [*colorize, str(huge), "--model", args.model, "--backend", b, "--cache-dir", str(work / "cache"),
+                     "--quiet", "--overwrite"])
         print(json.dumps(result, indent=2))
-        print(f"\n| measure | median of {args.repeats} |\n|---|---|")
-        print(f"| marginal time per 2 MP photo | {result['marginal_s_per_photo'] * 1000:.0f} ms |")
-        print(f"| I/O floor (decode + RGB + JPEG encode) | {result['io_floor_s_per_photo'] * 1000:.0f} ms |")
-        print(f"| ratio | {result['marginal_ratio_to_io_floor']:.1f}x |")
-        print(f"| one photo end to end | {result['one_photo_s']:.2f} s |")
-        print(f"| `colorize --version` | {result['version_s']:.2f} s |")
-        if "peak_rss_mb_100mp" in result:
-            print(f"| peak memory, one 100 MP image | {result['peak_rss_mb_100mp']:.0f} MB |")
+        rows = result["backends"]
+        print(f"\n| measure, median of {args.repeats} | " + " | ".join(f"`--backend {b}`" for b in backends)
+              + " |\n|---|" + "---|" * len(backends))
+        print("| one 2 MP photo, command to file | " + " | ".join(f"{rows[b]['one_photo_s']:.2f} s" for b in backends) + " |")
+        print("| marginal time per 2 MP photo | "
+              + " | ".join(f"{rows[b]['marginal_s_per_photo'] * 1000:.0f} ms" for b in backends) + " |")
+        print(f"| I/O floor (decode + RGB + JPEG encode) | {result['io_floor_s_per_photo'] * 1000:.1f} ms |"
+              + " |" * (len(backends) - 1))
+        print("| marginal / floor | " + " | ".join(f"{rows[b]['marginal_ratio_to_io_floor']:.1f} x" for b in backends) + " |")
+        print(f"| `colorize --version` | {result['version_s']:.3f} s |" + " |" * (len(backends) - 1))
+        if not args.skip_100mp:
+            print("| peak memory, one 100 MP image | "
+                  + " | ".join(f"{rows[b]['peak_rss_mb_100mp']:.0f} MB" for b in backends) + " |")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

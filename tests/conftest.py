@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from colorize_cli.engine.weights import export_generator
+from colorize_cli.engine.networks import export_generator
 from colorize_cli.models import create_model
 
 

@@ -19,10 +19,7 @@ from colorize_cli.color import rgb_to_lab
 
 
 def lightness(rgb: np.ndarray) -> np.ndarray:
-    import torch
-
-    t = torch.from_numpy(rgb.astype(np.float32) / (65535 if rgb.dtype == np.uint16 else 255)).permute(2, 0, 1)
-    return rgb_to_lab(t[None])[0, 0].numpy()
+    return rgb_to_lab((rgb.astype(np.float32) / (65535 if rgb.dtype == np.uint16 else 255)).transpose(2, 0, 1))[0]
 
 
 def test_a_pil_image_gives_a_pil_image_of_its_size_with_its_luminance(tiny_weights, tmp_path):

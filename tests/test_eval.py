@@ -53,7 +53,7 @@ def test_eval_scores_models_beside_gray_and_the_cards_compare_them(tmp_path, tin
 
 
 def test_the_card_of_a_fine_tuned_model_counts_both_phases(tmp_path):
-    from colorize_cli.engine.weights import export_generator
+    from colorize_cli.engine.networks import export_generator
     from colorize_cli.models import create_model
 
     torch.manual_seed(0)

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from colorize_cli.cli import app
 from colorize_cli.engine.backends import OnnxEngine
 from colorize_cli.engine.export import export_onnx
-from colorize_cli.engine.weights import export_generator, load_generator
+from colorize_cli.engine.networks import export_generator, load_generator
 from colorize_cli.models import create_model, get_spec, list_models
 
 
@@ -50,13 +50,13 @@ def test_onnx_runtime_matches_torch_at_two_sizes(name, tmp_path):
     net, _ = load_generator(weights)
     engine = OnnxEngine(result.path)
     for n, h, w in _shapes(name):
-        x = torch.rand(n, 1, h, w) * 2 - 1
+        x = (torch.rand(n, 1, h, w) * 2 - 1).numpy()
         with torch.no_grad():
-            ref = net(x)
+            ref = net(torch.from_numpy(x)).numpy()
         out = engine(x)
-        assert out.dtype == torch.float32 and out.shape == (n, 2, h, w)
+        assert out.dtype == np.float32 and out.shape == (n, 2, h, w)
         assert ref.std() > 1e-3  # a real colour map, not a constant
-        assert (out - ref).abs().max() < 1e-4
+        assert np.abs(out - ref).max() < 1e-4
     assert result.max_diff < 1e-4 and result.precision == "fp32"
 
 
@@ -86,9 +86,9 @@ def test_static_size_fixes_height_and_width(tiny_weights, tmp_path):
     assert not result.dynamic and result.fixed_size == 32
     engine = OnnxEngine(result.path)
     assert engine.metadata["fixed_size"] == "32"
-    assert engine(torch.zeros(2, 1, 32, 32)).shape == (2, 2, 32, 32)
+    assert engine(np.zeros((2, 1, 32, 32), np.float32)).shape == (2, 2, 32, 32)
     with pytest.raises(RuntimeError, match=r"\(1, 1, 48, 32\)"):
-        engine(torch.zeros(1, 1, 48, 32))
+        engine(np.zeros((1, 1, 48, 32), np.float32))
     with pytest.raises(ValueError, match="multiple of 16"):
         export_onnx(tiny_weights, tmp_path / "bad.onnx", static_size=40)
 
@@ -108,8 +108,8 @@ def test_int8_export_runs(tiny_weights, tmp_path):
     result = export_onnx(tiny_weights, tmp_path / "q.onnx", quantize="int8")
     proto = onnx.load(str(result.path))
     assert "QuantizeLinear" in {n.op_type for n in proto.graph.node}
-    out = OnnxEngine(result.path)(torch.rand(1, 1, 48, 64) * 2 - 1)
-    assert out.shape == (1, 2, 48, 64) and torch.isfinite(out).all()
+    out = OnnxEngine(result.path)((torch.rand(1, 1, 48, 64) * 2 - 1).numpy())
+    assert out.shape == (1, 2, 48, 64) and np.isfinite(out).all()
     photo_diffs = [mean for name, _, _, mean in result.checks if name != "random"]
     assert max(photo_diffs) < 0.02  # mean error on a real photo, in normalised ab
     with pytest.raises(ValueError, match="int8"):
@@ -124,8 +124,8 @@ def test_cuda_provider_runs_where_present_and_is_a_clear_error_where_absent(tiny
     if "CUDAExecutionProvider" in ort.get_available_providers():
         engine = OnnxEngine(path, providers=providers)
         assert engine.providers[0] == "CUDAExecutionProvider"  # it started: no silent CPU fallback
-        x = torch.rand(2, 1, 32, 48) * 2 - 1
-        assert (engine(x) - OnnxEngine(path)(x)).abs().max() < 1e-3
+        x = (torch.rand(2, 1, 32, 48) * 2 - 1).numpy()
+        assert np.abs(engine(x) - OnnxEngine(path)(x)).max() < 1e-3
         assert result.exit_code == 0, result.output
         assert Image.open(tmp_path / "p_color.png").size == (37, 29)
     else:
@@ -183,15 +183,19 @@ def test_onnx_file_without_metadata_is_refused(tmp_path):
 
 
 def test_the_first_onnx_run_prints_no_library_warning(tmp_path):
-    """The default model's on-demand export says nothing of torch's exporter to the user (a real process:
-    pytest would swallow the warnings of an in-process run)."""
+    """The on-demand export of weights given by path says nothing of torch's exporter to the user (a real
+    process: pytest would swallow the warnings of an in-process run)."""
     import os
+    import shutil
     import subprocess
     import sys
 
+    from colorize_cli.engine.weights import bundled_path, read_weights_toml
+
     src = make_photo(tmp_path / "p.png", size=(64, 48), mode="L")
+    weights = shutil.copy(bundled_path(read_weights_toml()["efflite-unet-gan"]), tmp_path / "mine.safetensors")
     env = {**os.environ, "COLORIZE_CACHE": str(tmp_path / "cache")}
-    run = subprocess.run([sys.executable, "-m", "colorize_cli", str(src), "--backend", "onnx"],
+    run = subprocess.run([sys.executable, "-m", "colorize_cli", str(src), "--model", str(weights)],
                          capture_output=True, text=True, env=env, timeout=300, check=False)
     assert run.returncode == 0, run.stderr
     assert list((tmp_path / "cache" / "onnx").glob("*.onnx"))  # it did export

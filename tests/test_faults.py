@@ -146,7 +146,7 @@ from colorize_cli.io.atomic import atomic_write, write_text
 from colorize_cli.engine.export import export_onnx
 from colorize_cli.io.images import Photo, write_image
 from colorize_cli.models import create_model
-from colorize_cli.engine.weights import export_generator
+from colorize_cli.engine.networks import export_generator
 out = Path({str(tmp_path / "w")!r})
 def save_checkpoint(p):  # as Trainer.save_checkpoint does
     with atomic_write(p) as f:
@@ -242,7 +242,8 @@ def test_output_folder_made_read_only_during_the_batch(shared_dir):
     (src / "locked").chmod(0o000)
     proc = subprocess.Popen([sys.executable, str(CHILD), "--as-nobody", str(shared_dir / "warmup"), "--", str(src),
                              "--output", str(out), "--model", str(shared_dir / "tiny.safetensors"), "--batch-size", "1",
-                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**ENV, "COLORIZE_CACHE": str(shared_dir / "cache")})  # the ONNX export, readable
     deadline = time.time() + 60
     while time.time() < deadline and len(final_outputs(out)) < 3 and proc.poll() is None:
         time.sleep(0.02)

@@ -28,7 +28,8 @@ from typer.testing import CliRunner
 from colorize_cli import color
 from colorize_cli.cli import app
 from colorize_cli.engine.colorizer import Colorizer
-from colorize_cli.engine.weights import bundled_path, export_generator, load_generator, read_weights_toml
+from colorize_cli.engine.networks import export_generator, load_generator
+from colorize_cli.engine.weights import bundled_path, read_weights_toml
 from colorize_cli.io.images import Photo, read_image
 from colorize_cli.models import create_model
 
@@ -86,8 +87,10 @@ def test_an_output_is_never_incomplete_under_its_final_name(tmp_path, tiny_weigh
 
 
 # ----- weights integrity -----
-def test_corrupted_bundled_weights_are_refused_with_one_clear_line(tmp_path):
-    """A copy of the installed package whose bundled default weights have one byte changed."""
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+def test_corrupted_bundled_weights_are_refused_with_one_clear_line(tmp_path, backend):
+    """A copy of the installed package whose bundled default weights (the ONNX graph that ONNX Runtime
+    runs, or the safetensors that torch loads) have one byte changed."""
     import colorize_cli
     from colorize_cli.engine.weights import DEFAULT_MODEL, weights_toml_path
 
@@ -95,18 +98,18 @@ def test_corrupted_bundled_weights_are_refused_with_one_clear_line(tmp_path):
     default = entries[DEFAULT_MODEL]
     package = Path(colorize_cli.__file__).parent
     copy = tmp_path / "site" / "colorize_cli"
-    others = {e.filename for e in entries.values() if e.name != DEFAULT_MODEL}
+    others = {f for e in entries.values() if e.name != DEFAULT_MODEL for f in (e.filename, e.info.get("onnx"))}
     shutil.copytree(package, copy, ignore=lambda d, names: [n for n in names if n in others or n == "__pycache__"])
     if not (copy / "weights.toml").exists():  # a source checkout reads the one at the repository root
         shutil.copy(weights_toml_path(), tmp_path / "weights.toml")
-    weights = copy / "weights" / default.filename
+    weights = copy / "weights" / (default.info["onnx"] if backend == "onnx" else default.filename)
     data = bytearray(weights.read_bytes())
     data[len(data) // 2] ^= 0x01  # a flipped bit in the tensors: the file still loads, only its sha256 tells
     weights.write_bytes(bytes(data))
     photo = make_photo(tmp_path / "a.png", mode="L")
     env = _child_env(PYTHONPATH=os.pathsep.join([str(tmp_path / "site"), *sys.path]))
-    result = subprocess.run([sys.executable, "-m", "colorize_cli", str(photo)], capture_output=True, text=True,
-                            env=env, timeout=120, check=False)
+    result = subprocess.run([sys.executable, "-m", "colorize_cli", str(photo), "--backend", backend],
+                            capture_output=True, text=True, env=env, timeout=120, check=False)
     assert result.returncode == 2, result.stderr
     errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in result.stderr
@@ -145,8 +148,18 @@ def test_a_corrupted_cached_hub_file_is_refused_and_deleted(zoo, hub, tmp_path):
 
 # ----- the working size -----
 def _network_inputs(colorizer: Colorizer) -> list[tuple[int, ...]]:
+    """Records the shape of every input the colorizer's engine (either backend) receives."""
     shapes: list[tuple[int, ...]] = []
-    colorizer.engine.net.register_forward_pre_hook(lambda module, args: shapes.append(tuple(args[0].shape)))
+    engine = colorizer.engine
+
+    class Recorder:
+        latent_dim = engine.latent_dim
+
+        def __call__(self, x, z=None):
+            shapes.append(tuple(x.shape))
+            return engine(x, z)
+
+    colorizer.engine = Recorder()
     return shapes
 
 
@@ -166,9 +179,12 @@ def test_the_working_size_a_config_names_is_what_the_network_receives(tmp_path, 
     # the ONNX backend takes the size from the exported file's metadata
     monkeypatch.setenv("COLORIZE_CACHE", str(tmp_path / "cache"))
     onnx = Colorizer(str(weights), backend="onnx")
-    engine, seen = onnx.engine, []
-    onnx.engine = lambda x: seen.append(tuple(x.shape)) or engine(x)
+    seen = _network_inputs(onnx)
     onnx.colorize(photo)
+    assert seen == [(1, 1, 32, 48)]
+    torch_backend = Colorizer(str(weights), backend="torch")
+    seen = _network_inputs(torch_backend)
+    torch_backend.colorize(photo)
     assert seen == [(1, 1, 32, 48)]
 
 
@@ -193,11 +209,11 @@ def _colour_photos() -> dict[str, np.ndarray]:
 @pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea", "textured"])
 def test_the_luminance_of_a_colour_photo_is_its_cielab_l(name):
     rgb = _colour_photos()[name]
-    ours = color.pixels_to_l(torch.from_numpy(np.ascontiguousarray(rgb)), 255).numpy()
+    ours = color.pixels_to_l(np.ascontiguousarray(rgb), 255)
     assert np.abs(ours - rgb2lab(rgb)[..., 0]).max() < 1e-4
     rng = np.random.default_rng(0)
     rgb16 = (rgb.astype(np.int64) * 257 + rng.integers(-128, 128, rgb.shape)).clip(0, 65535)
-    ours16 = color.pixels_to_l(torch.from_numpy(rgb16.astype(np.int32)), 65535).numpy()
+    ours16 = color.pixels_to_l(rgb16.astype(np.uint16), 65535)
     assert np.abs(ours16 - rgb2lab(rgb16 / 65535)[..., 0]).max() < 1e-4
 
 
@@ -217,7 +233,7 @@ def test_luminance_is_merged_at_full_size_in_an_8bit_photo(tmp_path, tiny_weight
     gray = textured(300, 400, seed=6, color=False)
     Image.fromarray(gray).save(tmp_path / "g.png")
     assert run(tmp_path / "g.png", "--model", tiny_weights, "--size", "64").exit_code == 0
-    lum = color.gray_to_l(torch.from_numpy(gray / 255)).numpy()
+    lum = color.gray_to_l(gray / 255)
     diff = np.abs(_l_of(tmp_path / "g_color.png") - lum)
     # the per-pixel noise of the input is in the output: L was not taken at 64 px and scaled up
     # (8-bit rounding of the new colours costs up to about one L unit in the darkest pixels)
@@ -230,9 +246,9 @@ def test_chroma_is_upsampled_smoothly_never_in_blocks(tiny_weights, axis):
     colorizer = Colorizer(str(tiny_weights))
     shape = (256, 64) if axis == 0 else (64, 256)
     photo = Photo(np.full(shape, 128, np.uint8))
-    ramp = torch.linspace(-20, 20, 8)
-    ab_small = torch.stack([ramp.view(8, 1).expand(8, 2) if axis == 0 else ramp.view(1, 8).expand(2, 8),
-                            torch.zeros(8, 2) if axis == 0 else torch.zeros(2, 8)])
+    ramp = np.linspace(-20, 20, 8, dtype=np.float32)
+    ab_small = np.stack([np.broadcast_to(ramp[:, None], (8, 2)) if axis == 0 else np.broadcast_to(ramp, (2, 8)),
+                         np.zeros((8, 2) if axis == 0 else (2, 8), np.float32)])
     a = rgb2lab(colorizer.finish(photo, ab_small))[..., 1].mean(axis=1 - axis)
     steps = np.abs(np.diff(a))
     assert a[-1] - a[0] > 30  # the colour changes across the picture ...
@@ -241,12 +257,12 @@ def test_chroma_is_upsampled_smoothly_never_in_blocks(tiny_weights, axis):
 
 # ----- the gamma lookup table -----
 def test_the_gamma_table_agrees_with_the_exact_curve_at_every_16bit_level():
-    linear = torch.arange(65536, dtype=torch.float64) / 65535
-    lum = color.gray_to_l(color.linear_to_srgb(linear)).float().view(256, 256)  # neutral grays: ab = 0
-    ab = torch.zeros(2, 256, 256)
+    linear = np.arange(65536, dtype=np.float64) / 65535
+    lum = color.gray_to_l(color.linear_to_srgb(linear)).astype(np.float32).reshape(256, 256)  # grays: ab = 0
+    ab = np.zeros((2, 256, 256), np.float32)
     for maxval, worst in ((255, 1), (65535, 4)):  # 1 level: float32 rounding at a level's boundary
-        exact = np.floor(color.linear_to_srgb(linear).numpy() * maxval + 0.5).reshape(256, 256, 1)
-        diff = np.abs(color.lab_to_pixels(lum, ab, maxval).numpy().astype(np.int64) - exact)
+        exact = np.floor(color.linear_to_srgb(linear) * maxval + 0.5).reshape(256, 256, 1)
+        diff = np.abs(color.lab_to_pixels(lum, ab, maxval).astype(np.int64) - exact)
         assert diff.max() <= worst, (maxval, diff.max())
         if maxval == 255:
             assert (diff > 0).mean() < 0.005  # off by one only where float32 lands on a rounding boundary
@@ -263,15 +279,16 @@ def test_onnx_fp16_and_int8_follow_torch_and_report_it_truly(kind, tiny_weights,
     net, _ = load_generator(tiny_weights)
     engine = OnnxEngine(result.path)
     photo = textured(128, 192, seed=2)
-    lum = torch.from_numpy(rgb2lab(photo)[..., 0]).float()[None, None]
-    inputs = {"photo": color.normalize_l(lum), "random": torch.rand(2, 1, 64, 96) * 2 - 1}
+    lum = rgb2lab(photo)[..., 0].astype(np.float32)[None, None]
+    random = np.random.default_rng(0).uniform(-1, 1, (2, 1, 64, 96)).astype(np.float32)
+    inputs = {"photo": color.normalize_l(lum), "random": random}
     diffs = {}
     for name, x in inputs.items():
         with torch.no_grad():
-            ref = net(x)
+            ref = net(torch.from_numpy(x)).numpy()
         out = engine(x)
-        assert out.shape == ref.shape and out.dtype == torch.float32
-        diffs[name] = (out - ref).abs()
+        assert out.shape == ref.shape and out.dtype == np.float32
+        diffs[name] = np.abs(out - ref)
     assert diffs["photo"].mean() < (1e-4 if kind == "fp16" else 0.02)
     assert diffs["random"].max() < (1e-3 if kind == "fp16" else 0.5)
     assert diffs["random"].max() > 0  # a reduced precision is measurably not float32

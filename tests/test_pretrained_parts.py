@@ -26,10 +26,10 @@ from typer.testing import CliRunner
 from colorize_cli.app.publish import model_card
 from colorize_cli.app.train import TrainConfig, Trainer, TrainSetupError
 from colorize_cli.cli import app
-from colorize_cli.color import model_output_to_rgb, rgb_to_model_input
+from colorize_cli.engine.networks import export_generator, load_generator
 from colorize_cli.engine.perceptual import encoder_distance, get_encoder_distance
-from colorize_cli.engine.weights import export_generator, load_generator
 from colorize_cli.models import create_model, get_spec
+from colorize_cli.models.colorspace import model_output_to_rgb, rgb_to_model_input
 from colorize_cli.models.describe import pretrained_parts
 from colorize_cli.models.encoders import colorizer_trunk
 

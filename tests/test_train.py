@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from colorize_cli.app.data import BatchSampler, load_folder
 from colorize_cli.app.train import TrainConfig, Trainer, TrainSetupError
 from colorize_cli.cli import app
-from colorize_cli.engine.weights import load_generator
+from colorize_cli.engine.networks import load_generator
 from colorize_cli.models.losses import ColorRebalance
 
 
@@ -269,7 +269,7 @@ def test_init_from_weights_of_another_architecture_is_one_clear_line(tmp_path):
 def test_recon_loss_replaces_the_recipes_and_is_recorded_and_carded(tmp_path):
     import json
 
-    from colorize_cli.color import rgb_to_model_input
+    from colorize_cli.models.colorspace import rgb_to_model_input
     from colorize_cli.models.describe import pretrained_parts
 
     l_norm, ab = rgb_to_model_input(torch.rand(2, 3, 224, 224))

@@ -14,7 +14,6 @@ from fractions import Fraction
 import av
 import numpy as np
 import pytest
-import torch
 from conftest import make_photo
 from test_photos import _run_in_terminal
 from typer.testing import CliRunner
@@ -208,9 +207,9 @@ def test_stabilised_colour_flickers_less_than_frame_by_frame(tmp_path, tiny_weig
     src = make_film(tmp_path / "pan.mp4", size=(96, 64), frames=16, pan=2, grain=8.0, audio=False)
     # the measure's motion estimate finds the pan: frame t shows at x what frame t-1 had at x + 2
     with av.open(str(src)) as c:
-        lum = [torch.from_numpy(f.to_ndarray(format="gray")).float() / 2.55 for f in c.decode(video=0)]
-    flow = torch.stack([estimate_flow(a, b)[:, 8:-8, 8:-24] for a, b in itertools.pairwise(lum)])
-    assert abs(float(flow[:, 0].median()) - 2) < 0.15 and abs(float(flow[:, 1].median())) < 0.15
+        lum = [f.to_ndarray(format="gray").astype(np.float32) / 2.55 for f in c.decode(video=0)]
+    flow = np.stack([estimate_flow(a, b)[:, 8:-8, 8:-24] for a, b in itertools.pairwise(lum)])
+    assert abs(float(np.median(flow[:, 0])) - 2) < 0.15 and abs(float(np.median(flow[:, 1]))) < 0.15
     assert run(src, "--model", tiny_weights, "--size", "96", "--crf", "0").exit_code == 0
     assert run(src, "--model", tiny_weights, "--size", "96", "--crf", "0", "--no-stabilize",
                "--output", tmp_path / "raw").exit_code == 0

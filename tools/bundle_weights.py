@@ -11,6 +11,13 @@ training data and the eval metrics into weights.toml.
 
 (no snapshot) writes only the eval metrics of the weights already bundled as NAME: for a model the
 eval run measured again but that was not retrained.
+
+Every bundled model also ships its ONNX graph (NAME.onnx beside the safetensors: weights stored in
+float16 as in the safetensors, computed in float32; `colorize export --compact`), which colorizing runs
+with ONNX Runtime without torch; weights.toml pins it as `onnx` and `onnx_sha256`. Bundling a snapshot
+makes it; for the weights already bundled:
+
+    python tools/bundle_weights.py --onnx all        (or --onnx NAME)
 """
 
 from __future__ import annotations
@@ -20,14 +27,15 @@ import json
 import re
 from pathlib import Path
 
+from colorize_cli.engine.export import export_onnx
+from colorize_cli.engine.networks import export_generator, load_generator
 from colorize_cli.engine.weights import (
-    export_generator,
-    load_generator,
+    bundled_path,
     read_weights_toml,
-    sha256_of,
     update_weights_toml,
     weights_toml_path,
 )
+from colorize_cli.io.files import sha256_of
 
 ROOT = Path(__file__).resolve().parents[1]
 METRIC_KEYS = ("psnr", "de2000", "auc", "cf", "cf_gt", "dcf", "grayish", "n")
@@ -50,10 +58,22 @@ def write_model_metrics(name: str, report: Path, command: str) -> None:
     write_metrics_table(name, model_metrics, f"bsds500/test, EVAL.md protocol: {command}")
 
 
+def bundle_onnx(name: str) -> None:
+    """Export the bundled weights of ``name`` to NAME.onnx beside them (verified against torch by the
+    export) and pin the file in weights.toml."""
+    entry = read_weights_toml()[name]
+    target = bundled_path(entry).with_suffix(".onnx")
+    result = export_onnx(name, target, compact=True)
+    update_weights_toml(name, {"onnx": target.name, "onnx_sha256": sha256_of(target)})
+    print(f"{target} ({target.stat().st_size / 1e6:.1f} MB), largest difference from torch "
+          f"{result.max_diff_lab:.1e} Lab units; weights.toml updated")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("snapshot", type=Path, nargs="?", help="omit to write only the --eval metrics of NAME")
-    ap.add_argument("name")
+    ap.add_argument("name", nargs="?")
+    ap.add_argument("--onnx", metavar="NAME", help="only (re)make the bundled ONNX graph of NAME, or 'all'")
     ap.add_argument("--working-size", type=int)
     ap.add_argument("--eval", type=Path, help="metrics.json of a colorize eval run of the bundled model")
     ap.add_argument("--eval-command", default="", help="the command that produced --eval")
@@ -64,6 +84,13 @@ def main() -> None:
                     help="set a config value (JSON) the snapshot lacks, e.g. train_seconds=4882 or "
                     "train_batch=64 for runs made before the trainer recorded them")
     args = ap.parse_args()
+    if args.onnx:
+        names = [n for n, e in read_weights_toml().items() if e.bundled] if args.onnx == "all" else [args.onnx]
+        for name in names:
+            bundle_onnx(name)
+        return
+    if args.name is None:
+        ap.error("NAME is required")
     if args.snapshot is None:
         if not args.eval or args.name not in read_weights_toml():
             ap.error("without a snapshot, NAME must be in weights.toml and --eval is required")
@@ -87,6 +114,7 @@ def main() -> None:
         fields |= {"repo_id": "", "revision": "", "published": False}
     fields |= {"license": args.license, "trained_on": args.trained_on}
     update_weights_toml(args.name, fields | ({"notes": args.notes} if args.notes else {}))
+    bundle_onnx(args.name)
     if args.eval:
         write_model_metrics(args.name, args.eval, args.eval_command)
     print(f"{target} ({target.stat().st_size / 1e6:.1f} MB), weights.toml updated")

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from colorize_cli.app.evaluate import centre_square
-from colorize_cli.color import lab_to_rgb, rgb_to_lab
 from colorize_cli.engine.perceptual import WeightsUnavailable, encoder_distance, lpips_distance
 from colorize_cli.io.files import find_images
+from colorize_cli.models.colorspace import lab_to_rgb, rgb_to_lab
 
 
 def main() -> None:

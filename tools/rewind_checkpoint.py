@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from colorize_cli.engine.weights import load_generator
+from colorize_cli.engine.networks import load_generator
 from colorize_cli.io.atomic import atomic_write
 
 

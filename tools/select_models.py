@@ -26,7 +26,7 @@ from skimage.color import lab2rgb, rgb2lab
 
 from colorize_cli.app.evaluate import evaluate_model, gray_baseline, prepare
 from colorize_cli.engine import metrics
-from colorize_cli.engine.weights import export_generator, load_generator
+from colorize_cli.engine.networks import export_generator, load_generator
 from colorize_cli.io.files import find_images
 
 

@@ -43,3 +43,13 @@ def for_command_line(exc: BaseException) -> str:
 
 def _render(template: str, name_of) -> str:
     return re.sub(r"\{([a-z][a-z0-9_]*)\}", lambda m: name_of(m.group(1)), template)
+
+
+class MissingExtraError(RuntimeError):
+    """A feature that needs an optional dependency which is not installed; the message says which extra
+    of colorize-cli installs it."""
+
+
+def missing_torch(what: str, extra: str = "torch") -> MissingExtraError:
+    """The one-line error for ``what`` needing torch where it is not installed."""
+    return MissingExtraError(f"{what} needs torch, which is not installed: pip install 'colorize-cli[{extra}]'")

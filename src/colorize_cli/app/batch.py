@@ -1,6 +1,6 @@
 """Colorize many files: plan them (:mod:`colorize_cli.app.plan`), run, and return a :class:`Summary`.
 
-Decoding and encoding run in threads beside the network (PIL and torch release the GIL), photos
+Decoding and encoding run in threads beside the network (PIL, NumPy and the network's runtime release the GIL), photos
 that share a working shape are batched, and every output is written atomically. Films
 (:mod:`colorize_cli.app.films`) are colorized after the photos, one at a time. Nothing is printed:
 what a run has to say (``failed: FILE: reason``, warnings, progress) goes to a :class:`Reporter`;
@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
+import numpy as np
 
 from colorize_cli.app.films import FilmOptions, colorize_film
 from colorize_cli.app.plan import Job, plan_jobs
@@ -129,7 +129,7 @@ class BatchOptions:
     skip_color: bool = False
     device: str = "cpu"
     half: bool = False
-    backend: str = "torch"
+    backend: str = "auto"  # ONNX Runtime on a CPU (Colorizer)
     batch_size: int = 4
     max_pixels: int | None = None
     samples: int = 1  # colorizations per photo, from latent codes sampled with ``seed`` (a vae)
@@ -320,11 +320,11 @@ class _Runner:
             for start in range(0, len(items), self.opts.batch_size):
                 chunk = items[start:start + self.opts.batch_size]
                 try:
-                    l_norm = torch.cat([self.c.working_input(p) for _, p in chunk])
+                    l_norm = np.concatenate([self.c.working_input(p) for _, p in chunk])
                     if self.latents is None:
                         abs_ = [self.c.predict(l_norm)]
                     else:
-                        abs_ = [self.c.predict(l_norm, z.expand(len(chunk), -1)) for z in self.latents]
+                        abs_ = [self.c.predict(l_norm, np.broadcast_to(z, (len(chunk), len(z)))) for z in self.latents]
                 except Exception as exc:  # noqa: BLE001
                     for job, _ in chunk:
                         self._fail(job, exc)

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from colorize_cli.color import rgb_to_model_input
 from colorize_cli.io.files import IMAGE_SUFFIXES, find_images
 from colorize_cli.io.images import is_grayscale
+from colorize_cli.models.colorspace import rgb_to_model_input
 
 
 def _decode(args: tuple[str, int]) -> tuple[str, np.ndarray | None, str]:

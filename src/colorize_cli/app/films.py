@@ -14,6 +14,7 @@ are there, :func:`videoio.join` makes one file of them and the source's audio pa
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import queue
@@ -26,8 +27,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from colorize_cli._version import __version__
 from colorize_cli.color import denormalize_l, gray_to_l, lab_to_rgb, rgb_to_lab
@@ -43,6 +42,7 @@ from colorize_cli.io.films import (
     work_folder,
 )
 from colorize_cli.io.images import Photo
+from colorize_cli.resample import pool2, resize_area, resize_bilinear
 
 # luma/chroma weights (Kr, Kb) and FFmpeg's AVColorSpace number of each matrix
 MATRICES = {"bt709": (0.2126, 0.0722, 1), "bt601": (0.299, 0.114, 6)}
@@ -78,7 +78,7 @@ class _Frame:
     pts: int
     duration: int  # in the source's time base; 0 if the decoder does not know
     y: np.ndarray  # (H, W) uint8: the output's Y plane
-    l_norm: torch.Tensor  # (1, 1, h, w): the network's input
+    l_norm: np.ndarray  # (1, 1, h, w): the network's input
 
 
 def _segment_of(pts: int, origin: int, time_base: Fraction, seconds: float) -> int:
@@ -107,24 +107,22 @@ def _is_colour(frame) -> bool:
     return any(np.abs(_plane(p, copy=False)[::4, ::4].astype(np.int16) - 128).max() > 3 for p in yuv.planes[1:3])
 
 
-def chroma_planes(y: np.ndarray, ab_small: torch.Tensor, subsampled: bool, matrix: str,
+def chroma_planes(y: np.ndarray, ab_small: np.ndarray, subsampled: bool, matrix: str,
                   full_range: bool) -> tuple[np.ndarray, np.ndarray]:
     """U and V planes for luma ``y`` (H, W) and predicted ``ab_small`` (2, h, w): the colour
     Lab(L of the gray that ``y`` shows, ab upsampled) in the film's YUV matrix and range, at the
     chroma resolution (half in each direction when ``subsampled``: 4:2:0)."""
-    lum = torch.from_numpy(y).float()
-    if subsampled:
-        lum = F.avg_pool2d(lum[None, None], 2, ceil_mode=True)[0, 0]
+    lum = pool2(y) if subsampled else y.astype(np.float32)
     gray = lum / 255 if full_range else (lum - 16) / 219
-    lum = gray_to_l(gray.clamp(0, 1))
-    ab = F.interpolate(ab_small[None].float(), size=lum.shape, mode="bilinear", align_corners=False)[0]
-    r, g, b = lab_to_rgb(torch.cat([lum[None], ab])).unbind(0)
+    lum = gray_to_l(np.clip(gray, 0, 1)).astype(np.float32)
+    ab = resize_bilinear(ab_small, lum.shape)
+    r, g, b = lab_to_rgb(np.concatenate([lum[None], ab])).astype(np.float32)
     kr, kb, _ = MATRICES[matrix]
     luma = kr * r + (1 - kr - kb) * g + kb * b
     scale, low, high = (255, 0, 255) if full_range else (224, 16, 240)
-    u = (128 + scale * (b - luma) / (2 * (1 - kb))).round().clamp(low, high)
-    v = (128 + scale * (r - luma) / (2 * (1 - kr))).round().clamp(low, high)
-    return u.to(torch.uint8).numpy(), v.to(torch.uint8).numpy()
+    u = np.clip(np.rint(128 + scale * (b - luma) / (2 * (1 - kb))), low, high)
+    v = np.clip(np.rint(128 + scale * (r - luma) / (2 * (1 - kr))), low, high)
+    return u.astype(np.uint8), v.astype(np.uint8)
 
 
 class _Work:
@@ -164,18 +162,25 @@ class _Work:
         return self.dir / f"seg-{i:05d}.nut"
 
     def state(self, i: int) -> Path:
-        return self.dir / f"state-{i:05d}.pt"
+        return self.dir / f"state-{i:05d}.npz"
+
+    def load_state(self, i: int) -> dict[str, np.ndarray]:
+        """The arrays saved after segment ``i``: its packets' timestamps, the stabiliser's last frame."""
+        with np.load(self.state(i), allow_pickle=False) as saved:
+            return {k: saved[k] for k in saved.files}
 
     def timestamps(self, i: int) -> list[tuple[int, int, int]]:
-        return torch.load(self.state(i), weights_only=True)["timestamps"].tolist()
+        return self.load_state(i)["timestamps"].tolist()
 
     def commit(self, writer: SegmentWriter, index: int, frames: int, end: int, next_pts: int | None,
                state: dict) -> None:
         """Make segment ``index`` durable: its file, then the state after it, then the manifest."""
         writer.finish()
-        state = {**state, "timestamps": torch.tensor(writer.timestamps, dtype=torch.int64).view(-1, 3)}
+        state = {**state, "timestamps": np.asarray(writer.timestamps, np.int64).reshape(-1, 3)}
+        buffer = io.BytesIO()  # np.savez wants a seekable file: the whole archive, then one atomic write
+        np.savez(buffer, **state)
         with atomic_write(self.state(index)) as f:
-            torch.save(state, f)
+            f.write(buffer.getvalue())
         self.manifest["segments"].append({"index": index, "frames": frames, "end": end, "next_pts": next_pts})
         self.manifest["complete"] = next_pts is None
         write_text(self.manifest_path, json.dumps(self.manifest, indent=1))
@@ -333,7 +338,7 @@ class _Pipeline:
         gray = y if self.full_range else _LIMITED_GRAY[y]
         return _Frame(seg, pts, frame.duration or 0, y, self.c.working_input(Photo(gray)))
 
-    def _encode(self, writer: SegmentWriter, item: _Frame, ab: torch.Tensor) -> None:
+    def _encode(self, writer: SegmentWriter, item: _Frame, ab: np.ndarray) -> None:
         import av
 
         u, v = chroma_planes(item.y, ab, self.enc.pix_fmt == "yuv420p", self.matrix, self.full_range)
@@ -349,7 +354,7 @@ class _Pipeline:
 
     def run(self, start: int, start_pts: int | None) -> None:
         if start and self.stabilizer is not None:
-            saved = torch.load(self.work.state(start - 1), weights_only=True)
+            saved = self.work.load_state(start - 1)
             self.stabilizer.state = {k: saved[k] for k in ("lum", "ab") if k in saved}
         reader = threading.Thread(target=self._read, args=(start, start_pts), name="decode", daemon=True)
         encoder = ThreadPoolExecutor(1, thread_name_prefix="encode")
@@ -363,7 +368,7 @@ class _Pipeline:
         def flush() -> None:
             if not batch:
                 return
-            abs_ = self.c.predict(torch.cat([f.l_norm for f in batch]))
+            abs_ = self.c.predict(np.concatenate([f.l_norm for f in batch]))
             for item, ab in zip(batch, abs_):
                 if self.stabilizer is not None:
                     ab = self.stabilizer(denormalize_l(item.l_norm[0, 0]), ab)
@@ -424,12 +429,12 @@ def film_flicker(path: Path, size: int = 256) -> tuple[float, int, float]:
     lums, abs_ = [], []
     with av.open(str(path)) as container:
         for frame in container.decode(video=0):
-            rgb = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1).float() / 255
+            rgb = frame.to_ndarray(format="rgb24").transpose(2, 0, 1) / 255
             scale = min(1.0, size / max(rgb.shape[1:]))
             shape = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[2] * scale)))
-            lab = rgb_to_lab(F.interpolate(rgb[None], size=shape, mode="area")[0])
+            lab = rgb_to_lab(resize_area(rgb, shape)).astype(np.float32)
             lums.append(lab[0])
             abs_.append(lab[1:])
 
     flicker, cuts = chroma_flicker(lums, abs_)
-    return flicker, cuts, float(torch.stack(abs_).pow(2).sum(1).sqrt().mean()) if abs_ else 0.0
+    return flicker, cuts, float(np.sqrt((np.stack(abs_) ** 2).sum(1)).mean()) if abs_ else 0.0

@@ -87,3 +87,16 @@ CacheDirOption = Annotated[Path | None, typer.Option(
     "CACHE_DIR/hub, ONNX exports in CACHE_DIR/onnx, datasets, encoder and LPIPS/FID weights (default: "
     "$COLORIZE_CACHE, else ~/.cache/colorize-cli or $XDG_CACHE_HOME/colorize-cli; Hub weights: else the "
     "Hugging Face cache).")]
+
+
+def needs_torch(command: str, extra: str = "torch") -> None:
+    """Stop ``command`` with one line (exit 2) where torch, which it needs, is not installed (the command
+    imports it next anyway)."""
+    try:
+        import torch  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch":
+            raise
+        from colorize_cli.errors import missing_torch
+
+        fail(missing_torch(command, extra), 2)

@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from colorize_cli.cli.app import DEFAULT_COMMAND, CacheDirOption, OfflineOption, app, fail
+from colorize_cli.cli.app import DEFAULT_COMMAND, CacheDirOption, OfflineOption, app, fail, needs_torch
 from colorize_cli.cli.train import train
 
 
@@ -43,9 +43,11 @@ def colorize_command(
                                              "they are colorized from their luminance).")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "cpu",
     half: Annotated[bool, typer.Option(help="Half precision (GPU only).")] = False,
-    backend: Annotated[str, typer.Option(help="torch, or onnx (ONNX Runtime; weights are exported "
-                                         "once into the cache folder's onnx/, see --cache-dir). A .onnx "
-                                         "--model implies onnx.")] = "torch",
+    backend: Annotated[str, typer.Option(help="auto (ONNX Runtime, or torch for --half or a CUDA device "
+                                         "that ONNX Runtime has no provider for), onnx (the model's bundled "
+                                         "ONNX graph; other weights are exported once into the cache "
+                                         "folder's onnx/, which needs torch), or torch (needs "
+                                         "colorize-cli[torch]). A .onnx --model implies onnx.")] = "auto",
     batch_size: Annotated[int, typer.Option(min=1, help="Photos per network call (photos of the same "
                                             "working shape are batched).")] = 4,
     max_pixels: Annotated[int | None, typer.Option(help="Refuse images larger than this many pixels "
@@ -166,6 +168,7 @@ def eval_command(
     cache_dir: CacheDirOption = None,
 ) -> None:
     """Measure models on held-out photos by the protocol of docs/evaluation.md, beside the gray baseline."""
+    needs_torch("colorize eval")
     import json
 
     from colorize_cli.app.evaluate import PERCEPTUAL_COLUMNS, metric_table, run_eval
@@ -207,6 +210,7 @@ def models(
 ) -> None:
     """List the models of the zoo: study, parameters, file size, where the weights are (bundled,
     cached, remote or not published) and their headline metrics from weights.toml."""
+    needs_torch("colorize models")
     from rich.console import Console
     from rich.table import Table
 
@@ -301,6 +305,7 @@ def publish(
 ) -> None:
     """Upload a model's weights, config and model card to the Hub, then pin the returned commit and
     the file's sha256 in weights.toml (only that model's table is rewritten)."""
+    needs_torch("colorize publish")
     from colorize_cli.app.publish import publish as publish_model
     from colorize_cli.engine.weights import weights_toml_path
 
@@ -328,8 +333,13 @@ def export_command(
                                        "computes in float32 anyway, a little slower.")] = False,
     quantize: Annotated[str | None, typer.Option(help="int8: static int8 quantisation calibrated "
                                                       "on bundled photos (a quarter of the file).")] = None,
+    compact: Annotated[bool, typer.Option("--compact", help="Store the weights in float16 and compute in "
+                                          "float32: the outputs of float32 in half the file, for weights "
+                                          "trained here (they are float16 values); how the bundled graphs "
+                                          "are made.")] = False,
 ) -> None:
     """Export a model to ONNX, check it, and compare ONNX Runtime with torch on random and real inputs."""
+    needs_torch("colorize export")
     from colorize_cli.engine.export import export_onnx
     from colorize_cli.engine.weights import DEFAULT_MODEL
 
@@ -338,7 +348,8 @@ def export_command(
         tag = "-int8" if quantize else "-fp16" if fp16 else ""
         output = Path(f"{Path(name).stem}{tag}.onnx")
     try:
-        result = export_onnx(name, output, opset=opset, static_size=static_size, fp16=fp16, quantize=quantize)
+        result = export_onnx(name, output, opset=opset, static_size=static_size, fp16=fp16, quantize=quantize,
+                             compact=compact)
     except (FileNotFoundError, KeyError, ValueError, RuntimeError) as exc:
         fail(exc)
     print(result.summary())

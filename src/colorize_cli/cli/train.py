@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from colorize_cli.cli.app import CacheDirOption, OfflineOption, fail
+from colorize_cli.cli.app import CacheDirOption, OfflineOption, fail, needs_torch
 
 
 def _model_options(pairs: list[str] | None) -> dict | None:
@@ -113,6 +113,7 @@ def train(
     The same command runs data-parallel on N processes (DistributedDataParallel) under
     'torchrun --nproc-per-node N -m colorize_cli train ...': --batch-size is the global batch.
     """
+    needs_torch("colorize train", "train")
     from colorize_cli.app.data import parse_source
     from colorize_cli.app.datasets import DATASETS, DatasetError, count_images, is_dataset_name
     from colorize_cli.app.distributed import is_main_process

@@ -1,9 +1,12 @@
 """Inference engines: run a generator on normalised L and return normalised ab.
 
-An engine is a callable ``engine(l_norm) -> ab_norm`` on float32 CPU tensors shaped
-``(N, 1, h, w)`` -> ``(N, 2, h, w)``, with ``h, w`` already at the working size the network needs.
-The :class:`~colorize_cli.engine.colorizer.Colorizer` does everything else (colour conversion, resizing,
-batching), so every backend gives the same pipeline.
+An engine is a callable ``engine(l_norm, z=None) -> ab_norm`` on float32 NumPy arrays shaped
+``(N, 1, h, w)`` -> ``(N, 2, h, w)``, with ``h, w`` already at the working size the network needs
+(``z``: the latent codes of a model that has them). The
+:class:`~colorize_cli.engine.colorizer.Colorizer` does everything else (colour conversion, resizing,
+batching) in NumPy, so every backend gives the same pipeline. ONNX Runtime's engine is here; torch's
+is :class:`colorize_cli.engine.networks.TorchEngine`, in a module of its own so that colorizing with
+ONNX Runtime never imports torch.
 """
 
 from __future__ import annotations
@@ -11,30 +14,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
-from torch import nn
+import numpy as np
 
-from colorize_cli.errors import OptionError, error_line
-
-
-class TorchEngine:
-    """Eager PyTorch on CPU or CUDA; half precision only on a GPU."""
-
-    name = "torch"
-
-    def __init__(self, net: nn.Module, device: torch.device, half: bool = False):
-        if half and device.type != "cuda":
-            raise OptionError("{half} precision needs a GPU ({device} cuda)")
-        self.net = net.to(device).eval()
-        self.device = device
-        self.dtype = torch.float16 if half else torch.float32
-        if half:
-            self.net = self.net.half()
-
-    @torch.no_grad()
-    def __call__(self, l_norm: torch.Tensor) -> torch.Tensor:
-        out = self.net(l_norm.to(self.device, self.dtype))
-        return out.float().cpu()
+from colorize_cli.errors import error_line
 
 
 def physical_cores() -> int:
@@ -107,13 +89,21 @@ class OnnxEngine:
                                    "or use --device cpu")
         self.providers = started
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
-        self.input_name = self.session.get_inputs()[0].name
+        self.inputs = [i.name for i in self.session.get_inputs()]  # l_norm, and z for a model with codes
+        self.input_name = self.inputs[0]
         self.output_name = self.session.get_outputs()[0].name
+        self.latent_dim = int(self.session.get_inputs()[1].shape[1]) if len(self.inputs) > 1 else 0
 
-    def __call__(self, l_norm: torch.Tensor) -> torch.Tensor:
-        x = l_norm.detach().to("cpu", torch.float32).contiguous().numpy()
+    def __call__(self, l_norm: np.ndarray, z: np.ndarray | None = None) -> np.ndarray:
+        x = np.ascontiguousarray(l_norm, np.float32)
+        feeds = {self.input_name: x}
+        if self.latent_dim:  # a model with latent codes: z = 0 is its default colorization
+            feeds[self.inputs[1]] = np.zeros((len(x), self.latent_dim), np.float32) if z is None \
+                else np.ascontiguousarray(z, np.float32)
+        elif z is not None:
+            raise ValueError(f"{self.path}: this graph takes no latent codes")
         try:
-            (out,) = self.session.run([self.output_name], {self.input_name: x})
+            (out,) = self.session.run([self.output_name], feeds)
         except Exception as exc:
             raise RuntimeError(f"{self.path}: input {tuple(x.shape)}: {error_line(exc)}") from exc
-        return torch.from_numpy(out)
+        return out

@@ -3,8 +3,9 @@
     photo ─► RGB/gray resized to the working size ─► L ─► network ─► ab (small) ─┐
       └─► L at full resolution, strip by strip ◄── ab upsampled (bilinear) ◄─────┘ ─► Lab ─► RGB
 
-The full-resolution half runs in horizontal strips of about a megapixel, so a 100-megapixel scan
-needs memory for its pixels, not for float copies of them.
+Everything but the network is NumPy, for both backends: with ONNX Runtime (the default on a CPU)
+colorizing never imports torch. The full-resolution half runs in horizontal strips of about a
+megapixel, so a 100-megapixel scan needs memory for its pixels, not for float copies of them.
 """
 
 from __future__ import annotations
@@ -13,25 +14,23 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from colorize_cli.color import denormalize_ab, gray_to_l, lab_to_pixels, normalize_l, pixels_to_l, rgb_to_lab
-from colorize_cli.engine.backends import OnnxEngine, TorchEngine
-from colorize_cli.engine.device import onnx_providers, torch_device
-from colorize_cli.engine.export import cached_onnx
-from colorize_cli.engine.hub import resolve
-from colorize_cli.engine.weights import DEFAULT_MODEL, load_generator
-from colorize_cli.errors import OptionError
+from colorize_cli.color import denormalize_ab, lab_to_pixels, normalize_l, pixels_to_l
+from colorize_cli.engine.backends import OnnxEngine
+from colorize_cli.engine.device import onnx_providers, parse_device
+from colorize_cli.engine.hub import bundled_onnx, resolve
+from colorize_cli.engine.weights import DEFAULT_MODEL
+from colorize_cli.errors import OptionError, missing_torch
 from colorize_cli.io.images import Photo, photo_from_pil
-from colorize_cli.models import get_spec
 from colorize_cli.preprocess import equalize_histogram
+from colorize_cli.resample import bilinear_weights
 
 # Working size when neither --size nor the weights' config ("working_size", chosen on validation
 # photos for each trained model: docs/quality.md) says otherwise.
 DEFAULT_WORKING_SIZE = 256
 STRIP_PIXELS = 1 << 20
+BACKENDS = ("auto", "onnx", "torch")
 
 
 def working_shape(height: int, width: int, size: int, multiple: int) -> tuple[int, int]:
@@ -40,6 +39,17 @@ def working_shape(height: int, width: int, size: int, multiple: int) -> tuple[in
     h = max(multiple, round(height * scale / multiple) * multiple)
     w = max(multiple, round(width * scale / multiple) * multiple)
     return h, w
+
+
+def _torch_side():
+    """The torch half of the engine, imported only when asked for (``backend="torch"``, an export)."""
+    try:
+        from colorize_cli.engine import export, networks
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch":
+            raise
+        raise missing_torch("this model on the torch backend, or its export to ONNX") from None
+    return networks, export
 
 
 class Colorizer:
@@ -56,38 +66,45 @@ class Colorizer:
         device: ``cpu``, ``cuda[:N]`` or ``auto``.
         size: working size (long side in pixels); None = the default for the model.
         half: fp16 on a GPU.
-        backend: ``torch`` (eager) or ``onnx`` (ONNX Runtime; weights are exported once into the
-            cache, see :func:`colorize_cli.engine.export.cached_onnx`).
+        backend: ``onnx`` (ONNX Runtime, on the ONNX graph bundled with the model, or exported once into
+            the cache from other weights: that export needs torch), ``torch`` (eager; needs torch), or
+            ``auto``: ONNX Runtime, except half precision or a CUDA device that ONNX Runtime has no
+            provider for, which go to torch.
     """
 
     def __init__(self, model: str = "default", device: str = "cpu", size: int | None = None,
-                 half: bool = False, backend: str = "torch"):
-        name = DEFAULT_MODEL if model == "default" else model
-        if str(name).endswith(".onnx"):
+                 half: bool = False, backend: str = "auto"):
+        name = DEFAULT_MODEL if model == "default" else str(model)
+        if backend not in BACKENDS:
+            raise OptionError(f"{{backend}} {backend}: use {', '.join(BACKENDS)}")
+        if name.endswith(".onnx"):
             backend = "onnx"
+        if backend == "auto":
+            backend = "torch" if half or (parse_device(device).kind == "cuda" and not _onnx_has_cuda()) else "onnx"
+        self.backend = backend
         if backend == "onnx":
             if half:
                 raise OptionError("{half} is for the torch backend; for ONNX Runtime, export the model in "
                                   "float16 ('colorize export --fp16')")
             self._init_onnx(name, device)
-        elif backend == "torch":
-            self.device = torch_device(device)
-            self.weights_path = resolve(name)
-            net, self.config = load_generator(self.weights_path, self.device)
-            self.engine = TorchEngine(net, self.device, half=half)
-            spec = get_spec(self.config["arch"])
-            self.fixed_size, self.multiple = spec.fixed_size, spec.size_multiple
         else:
-            raise OptionError(f"{{backend}} {backend}: use torch or onnx")
+            networks, _ = _torch_side()
+            self.weights_path = resolve(name)
+            self.engine, self.config, spec = networks.torch_engine(self.weights_path, device, half=half)
+            self.device = str(self.engine.device)
+            self.fixed_size, self.multiple = spec.fixed_size, spec.size_multiple
         self.size = size or self.fixed_size or self.config.get("working_size") or DEFAULT_WORKING_SIZE
 
     def _init_onnx(self, name: str, device: str) -> None:
-        """ONNX Runtime engine on a ``.onnx`` file, or on the cached export of weights; the size rule
-        and config come from the file's metadata."""
-
-        self.device = torch.device("cpu")  # the engine takes and returns CPU tensors
-        self.weights_path = Path(name) if str(name).endswith(".onnx") else cached_onnx(resolve(name))
+        """ONNX Runtime engine on a ``.onnx`` file, on the model's bundled graph, or on the cached export
+        of other weights; the size rule and config come from the file's metadata."""
+        path = Path(name) if name.endswith(".onnx") else bundled_onnx(name)
+        if path is None:
+            _, export = _torch_side()
+            path = export.cached_onnx(resolve(name))
+        self.weights_path = path
         self.engine = OnnxEngine(self.weights_path, providers=onnx_providers(device))
+        self.device = "cuda" if "CUDAExecutionProvider" in self.engine.providers else "cpu"
         meta = self.engine.metadata
         if "config" not in meta:
             raise ValueError(f"{self.weights_path}: no colorize-cli metadata; make the file with 'colorize export'")
@@ -100,65 +117,60 @@ class Colorizer:
             return self.fixed_size, self.fixed_size
         return working_shape(*photo.size, self.size, self.multiple)
 
-    def working_input(self, photo: Photo) -> torch.Tensor:
-        """Normalised L ``(1, 1, h, w)`` of the photo resized (antialiased) to its working shape."""
+    def working_input(self, photo: Photo) -> np.ndarray:
+        """Normalised L ``(1, 1, h, w)`` (float32) of the photo resized (antialiased) to its working shape."""
         h, w = self.working_shape(photo)
         px = photo.pixels
         if px.dtype == np.uint16:
             px = (px >> 8).astype(np.uint8)  # the network does not need 16 bits of input
         small = np.asarray(Image.fromarray(px).resize((w, h), Image.Resampling.BILINEAR, reducing_gap=2.0))
-        t = torch.from_numpy(small.astype(np.float32) / 255)
-        lum = gray_to_l(t)[None, None] if t.ndim == 2 else rgb_to_lab(t.permute(2, 0, 1)[None])[:, :1]
-        l_norm = normalize_l(lum)
+        l_norm = normalize_l(pixels_to_l(small, 255))[None, None]
         # a model trained with --equalize expects equalised L (its weights' config says so)
         return equalize_histogram(l_norm) if self.config.get("equalize_l") else l_norm
 
-    def predict(self, l_norm: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        """Normalised L batch ``(N, 1, h, w)`` -> ab in Lab units ``(N, 2, h, w)``.
+    def predict(self, l_norm: np.ndarray, z: np.ndarray | None = None) -> np.ndarray:
+        """Normalised L batch ``(N, 1, h, w)`` -> ab in Lab units ``(N, 2, h, w)`` (float32 arrays).
 
-        ``z`` (N, latent_dim): latent codes for a model that has them (``vae``; torch backend), e.g.
-        from :meth:`sample_latents`; None gives the model's default colorization.
+        ``z`` (N, latent_dim): latent codes for a model that has them (``vae``), e.g. from
+        :meth:`sample_latents`; None gives the model's default colorization (z = 0).
         """
-        if z is None:
-            return denormalize_ab(self.engine(l_norm))
-        net = self._latent_net()
-        with torch.no_grad():
-            out = net(l_norm.to(self.device, self.engine.dtype), z.to(self.device, self.engine.dtype))
-        return denormalize_ab(out.float().cpu())
-
-    def sample_latents(self, n: int, seed: int) -> torch.Tensor:
-        """``n`` latent codes from the model's prior, the same for the same ``seed``: code i gives
-        colorization i of any photo."""
-        return self._latent_net().sample_latents(n, torch.Generator().manual_seed(seed))
-
-    def _latent_net(self) -> torch.nn.Module:
-        net = getattr(self.engine, "net", None)
-        if net is None:
-            raise ValueError("sampling colorizations needs the torch backend (the ONNX graph decodes z = 0)")
-        if not hasattr(net, "sample_latents"):
+        if z is not None and not self.latent_dim:
             raise ValueError(f"{self.config['arch']} has no latent code to sample; use a model such as vae")
-        return net
+        return denormalize_ab(self.engine(l_norm, z))
 
-    def finish(self, photo: Photo, ab_small: torch.Tensor) -> np.ndarray:
+    @property
+    def latent_dim(self) -> int:
+        """Size of the model's latent code (0: a model without one)."""
+        return self.engine.latent_dim
+
+    def sample_latents(self, n: int, seed: int) -> np.ndarray:
+        """``n`` latent codes from the model's prior N(0, I), the same for the same ``seed`` on either
+        backend. They are drawn one at a time, so code k depends on the seed and k only: colorization
+        2 of ``--samples 4`` is colorization 2 of ``--samples 2``."""
+        if not self.latent_dim:
+            raise ValueError(f"{self.config['arch']} has no latent code to sample; use a model such as vae")
+        rng = np.random.default_rng(seed)
+        return np.concatenate([rng.standard_normal((1, self.latent_dim), dtype=np.float32) for _ in range(n)])
+
+    def finish(self, photo: Photo, ab_small: np.ndarray) -> np.ndarray:
         """Combine the photo's full-resolution L with ``ab_small`` (2, h, w) upsampled; returns
         RGB (H, W, 3) in the photo's bit depth."""
         height, width = photo.size
-        h = ab_small.shape[-2]
-        # bilinear upsampling (align_corners=False), done separably: width once, height per strip
-        ab_rows = F.interpolate(ab_small[None].float(), size=(h, width), mode="bilinear", align_corners=False)[0]
+        ab_small = np.asarray(ab_small, np.float32)
+        h, w = ab_small.shape[-2:]
+        # bilinear upsampling (half-pixel centres), separably: width once, height per strip
+        c0, c1, ct = bilinear_weights(width, w)
+        ab_rows = ab_small[:, :, c0]
+        ab_rows += (ab_small[:, :, c1] - ab_rows) * ct
+        r0, r1, rt = bilinear_weights(height, h)
         maxval = photo.maxval
-        pixels = torch.from_numpy(photo.pixels.astype(np.int32) if maxval > 255 else photo.pixels)
         out = np.empty((height, width, 3), dtype=photo.pixels.dtype)
         step = max(1, STRIP_PIXELS // width)
         for y0 in range(0, height, step):
             y1 = min(height, y0 + step)
-            src = ((torch.arange(y0, y1, dtype=torch.float32) + 0.5) * (h / height) - 0.5).clamp(min=0)
-            i0 = src.floor().long().clamp(max=h - 1)
-            i1 = (i0 + 1).clamp(max=h - 1)
-            t = (src - i0).view(1, -1, 1)
-            ab = torch.lerp(ab_rows[:, i0], ab_rows[:, i1], t)
-            lum = pixels_to_l(pixels[y0:y1], maxval)
-            out[y0:y1] = lab_to_pixels(lum, ab, maxval).numpy()
+            ab = ab_rows[:, r0[y0:y1]]
+            ab += (ab_rows[:, r1[y0:y1]] - ab) * rt[y0:y1, None]
+            out[y0:y1] = lab_to_pixels(pixels_to_l(photo.pixels[y0:y1], maxval), ab, maxval)
         return out
 
     def colorize(self, image: Image.Image | np.ndarray | Photo) -> Image.Image | np.ndarray:
@@ -192,14 +204,22 @@ class Colorizer:
             raise ValueError(f"an image array must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), not {array.shape}")
         pixels = array if array.ndim == 2 else array[..., 0] if channels == 1 else array[..., :3]
         alpha = array[..., 3] if channels == 4 else None
-        rgb = self._colorize_photo(Photo(np.require(pixels, requirements=['C', 'W']), alpha))  # torch wants writable
+        rgb = self._colorize_photo(Photo(np.ascontiguousarray(pixels), alpha))
         return rgb if alpha is None else np.dstack([rgb, alpha])
 
     def _colorize_photo(self, photo: Photo) -> np.ndarray:
         return self.finish(photo, self.predict(self.working_input(photo))[0])
 
 
-def load_model(model: str = "default", device: str = "cpu") -> tuple[torch.nn.Module, dict]:
+def _onnx_has_cuda() -> bool:
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def load_model(model: str = "default", device: str = "cpu"):
     """The torch network of ``model`` (a name, a path or an ``hf://`` URI, as for :class:`Colorizer`)
-    in eval mode, and its config (architecture, options, training record)."""
-    return load_generator(resolve(DEFAULT_MODEL if model == "default" else model), torch_device(device))
+    in eval mode, and its config (architecture, options, training record). Needs torch."""
+    networks, _ = _torch_side()
+    return networks.load_generator(resolve(DEFAULT_MODEL if model == "default" else model),
+                                   networks.torch_device(device))

@@ -7,8 +7,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import torch
-
 from colorize_cli.errors import OptionError
 
 _DEVICE = re.compile(r"(cpu|auto|cuda)(?::(\d+))?")
@@ -28,8 +26,10 @@ def parse_device(name: str) -> Device:
     return Device(match.group(1), None if match.group(2) is None else int(match.group(2)))
 
 
-def torch_device(name: str) -> torch.device:
+def torch_device(name: str):
     """The torch device for ``name``: ``auto`` is CUDA where present, else the CPU."""
+    import torch
+
     device = parse_device(name)
     if device.kind == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

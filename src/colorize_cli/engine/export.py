@@ -20,20 +20,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from PIL import Image
 
 from colorize_cli._version import __version__
-from colorize_cli.color import AB_SCALE, L_CENTER, L_SCALE, normalize_l, rgb_to_lab
+from colorize_cli.color import AB_SCALE, L_CENTER, L_SCALE, normalize_l, pixels_to_l
 from colorize_cli.engine.backends import OnnxEngine
 from colorize_cli.engine.hub import resolve
-from colorize_cli.engine.weights import load_generator
+from colorize_cli.engine.networks import load_generator
 from colorize_cli.errors import OptionError
 from colorize_cli.io.atomic import atomic_write
 from colorize_cli.io.cache import cache_path
 from colorize_cli.io.files import sha256_of
 from colorize_cli.models import get_spec
 
-INPUT_NAME, OUTPUT_NAME = "l_norm", "ab_norm"
+INPUT_NAME, OUTPUT_NAME, LATENT_NAME = "l_norm", "ab_norm", "z"
 QUANTIZE_MODES = ("int8",)
 # a float32 export must agree with torch to float rounding; fp16 and int8 are reported, not bounded
 FP32_TOLERANCE = 1e-3
@@ -93,11 +93,9 @@ class ExportResult:
 
 def photo_l(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     """8-bit RGB (or gray) photo -> normalised L ``(1, 1, height, width)`` as the Colorizer feeds it."""
-    t = torch.from_numpy(np.ascontiguousarray(rgb)).float() / 255
-    t = t.permute(2, 0, 1)[None] if t.ndim == 3 else t.expand(1, 3, *t.shape)
-    lum = F.interpolate(rgb_to_lab(t[:, :3])[:, :1], size=(height, width), mode="bilinear",
-                        antialias=True, align_corners=False)
-    return normalize_l(lum).numpy()
+    small = np.asarray(Image.fromarray(np.ascontiguousarray(rgb[..., :3] if rgb.ndim == 3 else rgb)).resize(
+        (width, height), Image.Resampling.BILINEAR, reducing_gap=2.0))
+    return normalize_l(pixels_to_l(small, 255))[None, None]
 
 
 def _skimage_photo(name: str) -> np.ndarray:
@@ -122,19 +120,60 @@ def _verification_inputs(multiple: int, fixed: int | None) -> list[tuple[str, np
     return inputs
 
 
-def _export_float32(net: torch.nn.Module, path: Path, opset: int, size: int | None, multiple: int) -> None:
+class _WithLatent(torch.nn.Module):
+    """A generator with latent codes (the VAE's decoder), exported with ``z`` as a second input."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, l_norm: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.net(l_norm, z)
+
+
+def latent_dim(net: torch.nn.Module) -> int:
+    return int(net.latent_dim) if hasattr(net, "sample_latents") else 0
+
+
+def _export_float32(net: torch.nn.Module, path: Path, opset: int, size: int | None, multiple: int,
+                    fold: bool = True) -> None:
     side = size or 4 * multiple
-    dummy = torch.zeros(1, 1, side, side)
     axes = {0: "batch"} if size else {0: "batch", 2: "height", 3: "width"}
+    args, names, dynamic = (torch.zeros(1, 1, side, side),), [INPUT_NAME], {INPUT_NAME: axes, OUTPUT_NAME: axes}
+    if latent_dim(net):
+        net = _WithLatent(net).eval()  # a new module is in training mode, and the exporter follows it
+        args += (torch.zeros(1, latent_dim(net.net)),)
+        names.append(LATENT_NAME)
+        dynamic[LATENT_NAME] = {0: "batch"}
     with warnings.catch_warnings():
         # the TorchScript exporter is deprecated in torch >= 2.9 but needs no onnxscript, and is exact here
         warnings.simplefilter("ignore", DeprecationWarning)
         # its notes on constant folding of Slice are for torch's developers: the graph is checked against
         # torch below either way, and a user's first --backend onnx run should not print them
         warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
-        torch.onnx.export(net, (dummy,), str(path), dynamo=False, opset_version=opset,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes}, do_constant_folding=True)
+        torch.onnx.export(net, args, str(path), dynamo=False, opset_version=opset, input_names=names,
+                          output_names=[OUTPUT_NAME], dynamic_axes=dynamic, do_constant_folding=fold)
+
+
+def store_fp16(model):
+    """Float weights stored in float16, each cast back to float32 where the graph reads it: the file is
+    half the size and computes in float32 as before. Made for the bundled graphs, whose weights are
+    float16 values already (the ``.safetensors`` files store them so): exported without constant
+    folding, every weight is a parameter of the network, so nothing is lost (ONNX Runtime folds the
+    casts and the BatchNorms when it loads the graph). Returns the same ``ModelProto``."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    keep = {n.input[i] for n in graph.node for i in _FLOAT32_INPUTS.get(n.op_type, ()) if i < len(n.input)}
+    casts = []
+    for init in graph.initializer:
+        if init.data_type == TensorProto.FLOAT and init.name not in keep and len(init.dims):
+            name = init.name
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), f"{name}_fp16"))
+            casts.append(helper.make_node("Cast", [f"{name}_fp16"], [name], to=TensorProto.FLOAT, name=f"cast_{name}"))
+    for i, cast in enumerate(casts):
+        graph.node.insert(i, cast)
+    return model
 
 
 # inputs that the ONNX spec wants in float32 whatever the data type (Resize's roi and scales)
@@ -217,21 +256,25 @@ def _verify(path: Path, net: torch.nn.Module, multiple: int, fixed: int | None) 
     except Exception as exc:  # onnxruntime raises its own error types for unsupported graphs
         raise RuntimeError(f"ONNX Runtime (CPU) cannot load the exported model: {exc}") from exc
     checks = []
+    codes = [None]
+    if latent_dim(net):  # the zero code (the default colorization) and sampled ones
+        codes.append(np.random.default_rng(1).standard_normal((1, latent_dim(net))).astype(np.float32))
     for name, x in _verification_inputs(multiple, fixed):
-        t = torch.from_numpy(x)
-        with torch.no_grad():
-            ref = net(t)
-        out = engine(t)
-        if out.shape != ref.shape:
-            raise RuntimeError(f"ONNX Runtime gave shape {tuple(out.shape)} for input {tuple(t.shape)}, "
-                               f"torch {tuple(ref.shape)}")
-        diff = (out - ref).abs()
-        checks.append((name, tuple(x.shape), float(diff.max()), float(diff.mean())))
+        for z in codes:
+            zs = None if z is None else np.repeat(z, len(x), axis=0)
+            with torch.no_grad():
+                ref = (net(torch.from_numpy(x)) if zs is None else net(torch.from_numpy(x), torch.from_numpy(zs))).numpy()
+            out = engine(x, zs)
+            if out.shape != ref.shape:
+                raise RuntimeError(f"ONNX Runtime gave shape {tuple(out.shape)} for input {tuple(x.shape)}, "
+                                   f"torch {tuple(ref.shape)}")
+            diff = np.abs(out - ref)
+            checks.append((name if z is None else f"{name}+z", tuple(x.shape), float(diff.max()), float(diff.mean())))
     return checks
 
 
 def export_onnx(model: str | Path, output: Path, opset: int = 17, static_size: int | None = None,
-                fp16: bool = False, quantize: str | None = None) -> ExportResult:
+                fp16: bool = False, quantize: str | None = None, compact: bool = False) -> ExportResult:
     """Export a generator to ONNX, check it with onnx.checker, compare ONNX Runtime with torch, and
     only then move it to ``output`` (atomically).
 
@@ -245,6 +288,8 @@ def export_onnx(model: str | Path, output: Path, opset: int = 17, static_size: i
             Runtime's CPU provider casts back to float32 around convolutions (measured ~30% slower
             than the float32 file on this 2-core CPU), so this is for GPUs and for download size.
         quantize: ``"int8"`` for static int8 quantisation (about a quarter of the file).
+        compact: store the weights in float16 and compute in float32 (:func:`store_fp16`): the same
+            outputs as float32 in half the file; how the bundled graphs are made.
 
     Returns:
         An :class:`ExportResult` with the file, its size and the largest difference from torch.
@@ -253,8 +298,8 @@ def export_onnx(model: str | Path, output: Path, opset: int = 17, static_size: i
 
     if quantize is not None and quantize not in QUANTIZE_MODES:
         raise OptionError(f"{{quantize}} {quantize}: supported: {', '.join(QUANTIZE_MODES)}")
-    if fp16 and quantize:
-        raise OptionError("{fp16} and {quantize} exclude each other: pick one")
+    if sum([fp16, bool(quantize), compact]) > 1:
+        raise OptionError("{fp16}, {quantize} and {compact} exclude each other: pick one")
     if Path(model).suffix == ".onnx":
         raise ValueError(f"{model}: already an ONNX file; export from .safetensors weights or a model name")
     weights = resolve(str(model))
@@ -267,14 +312,14 @@ def export_onnx(model: str | Path, output: Path, opset: int = 17, static_size: i
         if static_size <= 0 or static_size % multiple:
             raise OptionError(f"{{static_size}} {static_size}: {spec.name} needs a multiple of {multiple}")
         fixed = static_size
-    precision = "int8" if quantize else "fp16" if fp16 else "fp32"
+    precision = "int8" if quantize else "fp16" if fp16 else "fp32"  # compact computes in fp32
     name = Path(model).stem if Path(model).suffix or Path(model).exists() else str(model)
 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="colorize-export-") as work:
         fp32_path = Path(work) / "fp32.onnx"
-        _export_float32(net, fp32_path, opset, fixed, multiple)
+        _export_float32(net, fp32_path, opset, fixed, multiple, fold=not compact)
         if quantize:
             side = fixed or CALIBRATION_SIZE // multiple * multiple
             built_path = Path(work) / "int8.onnx"
@@ -284,9 +329,11 @@ def export_onnx(model: str | Path, output: Path, opset: int = 17, static_size: i
             proto = onnx.load(str(fp32_path))
             if fp16:
                 proto = to_fp16(proto)
+            elif compact:
+                proto = store_fp16(proto)
         meta = {"model": name, "arch": config["arch"], "colorize_cli_version": __version__,
                 "normalization": NORMALISATION, "size_multiple": str(multiple),
-                "fixed_size": str(fixed or ""), "precision": precision,
+                "fixed_size": str(fixed or ""), "precision": precision + ("-stored-fp16" if compact else ""),
                 "weights_sha256": sha256_of(weights), "config": json.dumps(config)}
         del proto.metadata_props[:]
         onnx.helper.set_model_props(proto, meta)

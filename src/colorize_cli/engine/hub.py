@@ -187,6 +187,22 @@ def locate(model: str, *, offline: bool | None = None, cache_dir: str | Path | N
     return _locate_entry(entries[model], opts)
 
 
+def bundled_onnx(model: str) -> Path | None:
+    """The ONNX graph bundled for a weights.toml name (checked against its ``onnx_sha256``), or None
+    where the entry ships none (a file path, an ``hf://`` reference, a name without one)."""
+    if model.startswith("hf://") or Path(model).suffix or Path(model).exists():
+        return None
+    model = DEFAULT_MODEL if model == "default" else model
+    entry = read_weights_toml().get(model)
+    if entry is None or not entry.bundled or not entry.info.get("onnx"):
+        return None
+    path = bundled_path(entry).with_name(str(entry.info["onnx"]))
+    if not path.is_file():
+        raise WeightsNotFoundError(f"model {model!r}: bundled file {path} is missing; reinstall colorize-cli")
+    _verify(path, str(entry.info.get("onnx_sha256", "")), f"model {model!r} (ONNX)", delete=False)
+    return path
+
+
 def _locate_entry(entry: WeightsEntry, opts: HubOptions) -> tuple[Path, str]:
     label = f"model {entry.name!r}"
     bundled = bundled_path(entry)

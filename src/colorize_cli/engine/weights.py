@@ -18,15 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import tomllib
-import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save
-from torch import nn
 
-from colorize_cli._version import __version__
 from colorize_cli.errors import error_line
-from colorize_cli.io.atomic import write_bytes, write_text
-from colorize_cli.models import create_model, get_spec, saved_options
+from colorize_cli.io.atomic import write_text
 
 DEFAULT_MODEL = "efflite-unet-gan"
 WEIGHTS_TOML_ENV = "COLORIZE_WEIGHTS_TOML"
@@ -180,57 +175,18 @@ def update_weights_toml(name: str, values: dict[str, Any], path: Path | None = N
     return path
 
 
-def export_generator(model: nn.Module, arch: str, path: Path, extra: dict[str, Any] | None = None,
-                     options: dict[str, Any] | None = None) -> Path:
-    """Write ``model``'s weights as fp16 safetensors with its config, atomically; returns the path."""
-    path = Path(path)
-    spec = get_spec(arch)
-    config = {"arch": arch, "options": {**spec.options, **(options or {})},
-              "colorize_cli_version": __version__, **(extra or {})}
-    tensors = {k: (v.half() if v.is_floating_point() else v).contiguous().cpu()
-               for k, v in model.state_dict().items()}
-    write_bytes(path, save(tensors, metadata={"config": json.dumps(config)}))
-    write_text(path.with_suffix(".json"), json.dumps(config, indent=2) + "\n")
-    return path
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
+def read_json(path: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text()) if path.is_file() else None
     except (OSError, ValueError):
         return None
 
 
-def _load_pickle(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """A pickle checkpoint, read with ``torch.load(weights_only=True)`` (tensors and plain containers
-    only, never arbitrary objects): a state dict, or a dict holding one under ``generator``, ``model``
-    or ``state_dict``. The config comes from the checkpoint's ``config`` (with ``arch``), else from
-    ``STEM.json`` or ``config.json`` beside the file."""
-    import pickle
-
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
-        raise ValueError(f"{path}: cannot be loaded safely with torch.load(weights_only=True) ({error_line(exc)}); "
-                         "convert it to .safetensors") from exc
-    state = obj
-    if isinstance(obj, dict):
-        keys = ("generator", "model", "state_dict")
-        state = next((obj[k] for k in keys if isinstance(obj.get(k), dict)), obj)
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path}: no state dict of tensors in this checkpoint")
-    config = obj.get("config") if isinstance(obj, dict) and isinstance(obj.get("config"), dict) else None
-    for candidate in (config, _read_json(path.with_suffix(".json")), _read_json(path.parent / "config.json")):
-        if candidate and "arch" in candidate:
-            return state, candidate
-    raise ValueError(f"{path}: no config with 'arch' in the checkpoint, {path.stem}.json or config.json")
-
-
 def read_weights_config(path: Path) -> dict[str, Any]:
     """The config of exported ``.safetensors`` weights (the JSON in their header metadata), read
     without their tensors; a one-line ``ValueError`` for a file that is not such weights."""
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
     except Exception as exc:  # safetensors raises its own error types
         reason = error_line(exc, with_type=True)
@@ -239,20 +195,6 @@ def read_weights_config(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: not a colorize-cli weights file (no config in its metadata); "
                          "export it with colorize train")
     return json.loads(meta["config"])
-
-
-def load_generator(path: Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Build the generator described by exported ``.safetensors`` weights (or, for a checkpoint the
-    user chose to trust, a pickle: see :func:`_load_pickle`) and load its weights."""
-    path = Path(path)
-    if path.suffix.lower() in PICKLE_SUFFIXES:
-        state, config = _load_pickle(path)
-    else:
-        config = read_weights_config(path)
-        state = load_file(str(path))
-    model = create_model(config["arch"], **saved_options(config["arch"], config.get("options")))
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    return model.to(device).eval(), config
 
 
 def bundled_path(entry: WeightsEntry) -> Path:

@@ -66,7 +66,7 @@ class EncoderUNet(nn.Module):
                                   _UpBlock(widths[1], c[1], widths[2])])
         self.head_kind = head
         self.temperature = float(temperature)
-        self.register_buffer("bins", ab_bins() / AB_SCALE, persistent=False)  # (Q, 2), normalised ab
+        self.register_buffer("bins", torch.from_numpy(ab_bins() / AB_SCALE), persistent=False)  # (Q, 2), normalised ab
         self.head = nn.Conv2d(widths[2], self.bins.shape[0] if head == "classify" else 2, 1)
         self.size_multiple = 32
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from colorize_cli.app.train.config import RANK_SEED_STRIDE, _log, check_resume, recorded_options
-from colorize_cli.engine.weights import export_generator
+from colorize_cli.engine.networks import export_generator
 from colorize_cli.errors import OptionError
 from colorize_cli.io.atomic import atomic_write
 from colorize_cli.models.losses import ColorRebalance

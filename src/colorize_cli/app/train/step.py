@@ -11,7 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from colorize_cli.color import AB_SCALE, model_output_to_rgb
+from colorize_cli.color import AB_SCALE
+from colorize_cli.models.colorspace import model_output_to_rgb
+from colorize_cli.models.inputs import prepare_l
 from colorize_cli.models.losses import (
     adversarial_loss,
     color_classification_loss,
@@ -20,7 +22,6 @@ from colorize_cli.models.losses import (
     l1_loss,
     reconstruction_loss,
 )
-from colorize_cli.preprocess import prepare_l
 
 
 class _Scores(nn.Module):

@@ -30,13 +30,13 @@ from colorize_cli.app.train.config import (
     training_recipe,
 )
 from colorize_cli.app.train.step import TrainStep
-from colorize_cli.color import model_output_to_rgb, rgb_to_model_input
 from colorize_cli.engine import metrics
 from colorize_cli.engine.hub import resolve
-from colorize_cli.engine.weights import load_generator
+from colorize_cli.engine.networks import load_generator
 from colorize_cli.errors import OptionError, error_text
 from colorize_cli.io.images import save_pil
 from colorize_cli.models import create_discriminator, create_model, get_spec, saved_options
+from colorize_cli.models.colorspace import model_output_to_rgb, rgb_to_model_input
 from colorize_cli.models.encoders import EncoderWeightsError
 from colorize_cli.models.losses import ColorRebalance
 
