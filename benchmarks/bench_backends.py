@@ -69,7 +69,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-backends-") as tmp:
         exports = {"onnx-fp32": export_onnx(weights, Path(tmp) / "fp32.onnx"),
                    "onnx-int8": export_onnx(weights, Path(tmp) / "int8.onnx", quantize="int8")}
-        colorizers = {"torch": Colorizer(str(weights), size=args.size)}
+        colorizers = {"torch": Colorizer(str(weights), size=args.size, backend="torch")}
         for name, result in exports.items():
             c = Colorizer(str(result.path), size=args.size)
             c.engine = OnnxEngine(result.path, threads=args.threads)  # same threads as torch

