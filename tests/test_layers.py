@@ -19,7 +19,7 @@ import pytest
 
 PACKAGE = Path(__file__).parents[1] / "src" / "colorize_cli"
 LAYERS = ["cli", "api", "app", "engine", "models", "io"]  # top to bottom
-BOTTOM = {"color", "preprocess", "resample", "errors", "_version", "io"}
+BOTTOM = {"color", "preprocess", "resample", "hints", "errors", "_version", "io"}
 # the modules that import torch which the torch-free colorize path may import only when asked to
 TORCH_SIDE = {"colorize_cli.engine.networks", "colorize_cli.engine.export"}  # colour and files: import nothing of ours above them
 

@@ -216,3 +216,59 @@ def ab_bins(step: float = 10.0) -> np.ndarray:
     The gamut is sampled as a 48-level RGB cube, each colour goes to its nearest grid centre; cheap and
     deterministic, so models compute it (once per process) rather than store it."""
     return _ab_bins(float(step)).copy()
+
+
+@functools.lru_cache(maxsize=4)
+def _bin_table(step: float) -> tuple[np.ndarray, int]:
+    cells = np.round(_ab_bins(step) / step).astype(np.int64)
+    offset = int(np.abs(cells).max()) + 1
+    table = np.full((2 * offset + 1, 2 * offset + 1), -1, np.int64)
+    table[cells[:, 0] + offset, cells[:, 1] + offset] = np.arange(len(cells))
+    return table, offset
+
+
+def ab_bin_table(step: float = 10.0) -> tuple[np.ndarray, int]:
+    """A lookup table from an ab grid cell to its index in :func:`ab_bins`: ``table[round(a / step) +
+    offset, round(b / step) + offset]``, -1 for a cell outside the gamut. Returns (table, offset)."""
+    table, offset = _bin_table(float(step))
+    return table.copy(), offset
+
+
+def ab_histogram(ab: np.ndarray, step: float = 10.0) -> np.ndarray:
+    """The distribution of colours ``ab`` (2, ...) in Lab units over :func:`ab_bins` (float32, sums
+    to 1; colours in no bin are left out)."""
+    table, offset = _bin_table(float(step))
+    cells = np.clip(np.rint(np.asarray(ab, np.float64).reshape(2, -1) / step).astype(np.int64) + offset,
+                    0, len(table) - 1)
+    index = table[cells[0], cells[1]]
+    counts = np.bincount(index[index >= 0], minlength=int(table.max()) + 1).astype(np.float32)
+    return counts / max(float(counts.sum()), 1.0)
+
+
+def in_gamut(lum: np.ndarray, ab: np.ndarray, tolerance: float = 1e-3) -> np.ndarray:
+    """Whether each Lab colour (L (...), ab (2, ...)) lies inside the sRGB gamut (linear RGB within
+    [0, 1] up to ``tolerance``)."""
+    lin = lab_to_linear(np.asarray(lum, np.float32), np.asarray(ab, np.float32))
+    return ((lin >= -tolerance) & (lin <= 1 + tolerance)).all(axis=0)
+
+
+def saturate(ab: np.ndarray, lum: np.ndarray, factor: float, steps: int = 12) -> np.ndarray:
+    """Chroma ``ab`` (2, ...) scaled by ``factor`` at lightness ``lum`` (...), hue kept: 0 gives gray,
+    1 the colours as they are. Above 1 each colour grows only as far as the sRGB gamut allows at its
+    lightness (found by bisection), so that a more colourful picture needs no clipping, which would
+    shift hues; a colour already outside the gamut is not pushed further out."""
+    ab = np.asarray(ab, np.float32)
+    if factor <= 1:
+        return ab * np.float32(max(factor, 0.0))
+    lum = np.asarray(lum, np.float32)
+    low = np.ones(lum.shape, np.float32)  # the colours as predicted
+    high = np.full(lum.shape, factor, np.float32)
+    inside = in_gamut(lum, ab * high)
+    low[inside] = factor
+    todo = ~inside & in_gamut(lum, ab)  # between 1 (inside) and factor (outside)
+    for _ in range(steps):
+        mid = (low + high) / 2
+        ok = in_gamut(lum, ab * mid) & todo
+        low = np.where(ok, mid, low)
+        high = np.where(todo & ~ok, mid, high)
+    return ab * low

@@ -15,15 +15,19 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from colorize_cli.app.films import FilmOptions, colorize_film
+from colorize_cli.app.guidance import plan_hints, wants_hints
 from colorize_cli.app.plan import Job, plan_jobs
+from colorize_cli.color import denormalize_l, saturate
 from colorize_cli.engine.colorizer import Colorizer
+from colorize_cli.engine.weights import DEFAULT_MODEL, HINT_MODEL
 from colorize_cli.errors import OptionError, error_text
+from colorize_cli.hints import Hints, hint_inputs
 from colorize_cli.io.atomic import remove_stale_parts
 from colorize_cli.io.films import VideoError, film_problem, is_video
 from colorize_cli.io.images import (
@@ -139,6 +143,10 @@ class BatchOptions:
     crf: int | None = None  # films: constant quality of the encoder
     stabilize: bool = True  # films: temporally smoothed chroma
     segment_seconds: float = 10.0  # films: resumable segments of this length
+    hint: list[str] = field(default_factory=list)  # X,Y=COLOR points for every photo (colorize_cli.hints)
+    hints_file: Path | None = None  # JSON or CSV of points per input file
+    reference: Path | None = None  # a colour photo whose colours are the global hint
+    saturation: float = 1.0  # scale of the predicted chroma, within the gamut (color.saturate)
 
     def __post_init__(self) -> None:
         if self.output is not None:
@@ -158,9 +166,17 @@ def colorize_batch(inputs: list, reporter: Reporter | None = None, **options) ->
     plan = plan_jobs([str(i) for i in inputs], opts.output, opts.suffix, opts.fmt, opts.samples, opts.shard)
     if plan.missing:
         raise BatchError(f"no such file or folder: {', '.join(plan.missing)}")
+    if opts.saturation < 0:
+        usage = OptionError(f"{{saturation}} {opts.saturation:g}: use 0 (gray) or more (1: as predicted)")
+        raise BatchError(str(usage)) from usage
+    hinted = wants_hints(opts.hint, opts.hints_file, opts.reference)
     try:
-        colorizer = Colorizer(opts.model, device=opts.device, size=opts.size, half=opts.half,
-                              backend=opts.backend)
+        hints_for = plan_hints(plan.jobs, opts.hint, opts.hints_file, opts.reference) if hinted else None
+        model = HINT_MODEL if hinted and opts.model in ("default", DEFAULT_MODEL) else opts.model
+        colorizer = Colorizer(model, device=opts.device, size=opts.size, half=opts.half, backend=opts.backend)
+        if hinted and not colorizer.hint_bins:
+            raise OptionError(f"{{model}} {opts.model}: takes no colour hints; use {{model}} {HINT_MODEL}, or "
+                              "leave {model} out")
         latents = None
         if opts.samples > 1 or opts.seed is not None:
             latents = colorizer.sample_latents(opts.samples, 0 if opts.seed is None else opts.seed)
@@ -196,7 +212,7 @@ def colorize_batch(inputs: list, reporter: Reporter | None = None, **options) ->
         if removed := remove_stale_parts(folder):
             say(f"note: {folder}: removed {removed} temporary file(s) left by an interrupted run")
     t0 = time.perf_counter()
-    runner = _Runner(colorizer, opts, summary, say, reporter, latents)
+    runner = _Runner(colorizer, opts, summary, say, reporter, latents, hints_for)
     try:
         with pillow_warnings_as_notes():
             runner.run([j for j in todo if not is_video(j.source)])
@@ -226,9 +242,10 @@ class _Runner:
     full-resolution colour conversion is the longest step: two photos at a time keep both cores busy)."""
 
     def __init__(self, colorizer, opts: BatchOptions, summary: Summary, say: Callable[[str], None],
-                 reporter: Reporter, latents=None):
+                 reporter: Reporter, latents=None, hints_for: Callable[[Job], Hints] | None = None):
         self.c, self.opts, self.summary, self.say, self.reporter = colorizer, opts, summary, say, reporter
         self.latents = latents  # (samples, latent_dim): code k makes output k of every photo; None: z = 0
+        self.hints_for = hints_for  # each job's colour hints, for the hint model; None: no hints
         self._advance: Callable[[], None] = lambda: None  # the reporter's, while photos run
         # the writer threads count their own results: a file renamed into place is counted even when
         # Ctrl-C interrupts the main thread while it waits for that write
@@ -321,10 +338,17 @@ class _Runner:
                 chunk = items[start:start + self.opts.batch_size]
                 try:
                     l_norm = np.concatenate([self.c.working_input(p) for _, p in chunk])
+                    hints = None if self.hints_for is None else hint_inputs(
+                        [self.hints_for(job) for job, _ in chunk], [p.size for _, p in chunk], shape,
+                        self.c.hint_bins)
                     if self.latents is None:
-                        abs_ = [self.c.predict(l_norm)]
+                        abs_ = [self.c.predict(l_norm, hints=hints)]
                     else:
                         abs_ = [self.c.predict(l_norm, np.broadcast_to(z, (len(chunk), len(z)))) for z in self.latents]
+                    if self.opts.saturation != 1:
+                        lum = denormalize_l(l_norm[:, 0])
+                        abs_ = [np.stack([saturate(ab[i], lum[i], self.opts.saturation) for i in range(len(ab))])
+                                for ab in abs_]
                 except Exception as exc:  # noqa: BLE001
                     for job, _ in chunk:
                         self._fail(job, exc)
@@ -346,13 +370,15 @@ class _Runner:
             return
         o = self.opts
         options = FilmOptions(codec=o.codec, crf=o.crf, stabilize=o.stabilize, segment_seconds=o.segment_seconds,
-                              batch_size=o.batch_size, overwrite=o.overwrite, skip_color=o.skip_color)
+                              batch_size=o.batch_size, overwrite=o.overwrite, skip_color=o.skip_color,
+                              saturation=o.saturation)
         if self.latents is not None:
             self.say("warning: --samples and --seed apply to photos; films get the model's default colorization")
         with self.reporter.films() as on_frames:
             for job in jobs:
                 try:
-                    result = colorize_film(self.c, job.source, job.target, options, on_frames(job.source.name))
+                    mine = options if self.hints_for is None else replace(options, hints=self.hints_for(job))
+                    result = colorize_film(self.c, job.source, job.target, mine, on_frames(job.source.name))
                 except Exception as exc:  # noqa: BLE001 - any failure of one film is reported, the batch goes on
                     self._fail(job, exc)
                     continue

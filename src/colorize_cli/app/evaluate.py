@@ -16,6 +16,7 @@ import platform
 import shlex
 import sys
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from colorize_cli.app.batch import Reporter, colorize_batch
 from colorize_cli.engine import metrics
 from colorize_cli.engine.device import torch_device
 from colorize_cli.engine.perceptual import EvalPerceptual
+from colorize_cli.hints import simulated_points
 from colorize_cli.io.atomic import atomic_write, write_text
 from colorize_cli.io.download import LOGGER
 from colorize_cli.io.files import find_images
@@ -44,6 +46,7 @@ class ModelResult:
     rows: list[dict]
     images_per_s: float | None = None
     ms_per_mp: float | None = None
+    outputs: Path | None = None  # the folder of its colorized eval images
 
 
 def centre_square(path: Path, size: int = EVAL_SIZE) -> Image.Image:
@@ -98,20 +101,41 @@ class _LoggedLines(Reporter):
         LOGGER.warning(text)
 
 
-def evaluate_model(model: str, samples: list, work: Path, device: str = "cpu", size: int | None = None,
-                   perceptual=None) -> ModelResult:
-    """Colorize the gray inputs with ``model`` from files, read the outputs back, score them."""
+def guidance_file(samples: list, work: Path, hints: int, reference_truth: bool) -> Path:
+    """The ``--hints FILE`` a user would write to give each eval photo ``hints`` points at random pixels
+    with the truth's colour there (seeded by the photo's name: the same points every run, for every
+    model) and, with ``reference_truth``, its own colour photo as the reference (the oracle global hint)."""
+    table = {}
+    for name, truth, gray in samples:
+        entry: dict = {"points": [p.text for p in simulated_points(truth, hints, zlib.crc32(name.encode()))]}
+        if reference_truth:
+            path = work / "truth" / f"{name}.png"
+            if not path.exists():
+                save_pil(Image.fromarray(truth), path)
+            entry["reference"] = str(path.resolve())
+        table[gray.name] = entry
+    path = work / f"hints-{hints}{'-reference' if reference_truth else ''}.json"
+    write_text(path, json.dumps(table, indent=1) + "\n")
+    return path
 
-    out_dir = work / "outputs" / Path(model).stem
+
+def evaluate_model(model: str, samples: list, work: Path, device: str = "cpu", size: int | None = None,
+                   perceptual=None, hints: int = 0, reference_truth: bool = False) -> ModelResult:
+    """Colorize the gray inputs with ``model`` from files (given ``hints`` simulated points and the
+    truth as reference, if asked: :func:`guidance_file`), read the outputs back, score them."""
+    label = model + (f" +{hints} hints" if hints else "") + (" +reference" if reference_truth else "")
+    out_dir = work / "outputs" / (Path(model).stem + (f"-h{hints}" if hints else "") + ("-ref" if reference_truth else ""))
+    guide = guidance_file(samples, work, hints, reference_truth) if hints or reference_truth else None
     t0 = time.perf_counter()
     summary = colorize_batch([s[2] for s in samples], _LoggedLines(), model=model, output=out_dir, overwrite=True,
-                             device=device, batch_size=8, size=size)
+                             device=device, batch_size=8, size=size, hints_file=guide)
     seconds = time.perf_counter() - t0
     if not summary.ok:
         what = "; ".join(f"{f}: {r}" for f, r in summary.failed[:3]) or "interrupted"
         raise RuntimeError(f"model {model}: colorizing the eval images failed ({what})")
     outputs = [np.asarray(Image.open(out_dir / f"{s[2].stem}_color.png").convert("RGB")) for s in samples]
-    result = _score(model, outputs, samples, perceptual)
+    result = _score(label, outputs, samples, perceptual)
+    result.outputs = out_dir
     result.images_per_s = len(samples) / seconds
     result.ms_per_mp = 1000 * seconds / (len(samples) * EVAL_SIZE * EVAL_SIZE / 1e6)
     return result
@@ -193,7 +217,7 @@ def contact_sheet(results: list[ModelResult], samples: list, work: Path, path: P
     for row, i in enumerate(picks):
         stem, truth, gray_path = samples[i]
         tiles = [Image.open(gray_path).convert("RGB"), Image.fromarray(truth)]
-        tiles += [Image.open(work / "outputs" / Path(r.name).stem / f"{stem}_color.png").convert("RGB") for r in models]
+        tiles += [Image.open(r.outputs / f"{stem}_color.png").convert("RGB") for r in models]
         for col, tile in enumerate(tiles):
             sheet.paste(tile.resize((thumb, thumb), Image.Resampling.BICUBIC), (col * thumb, row * thumb))
     save_pil(sheet, path)
@@ -201,10 +225,13 @@ def contact_sheet(results: list[ModelResult], samples: list, work: Path, path: P
 
 def run_eval(models: list[str], data: Path, output: Path, limit: int | None = None, device: str = "cpu",
              command: str | None = None, size: int | None = None, lpips: bool = False, fid: bool = False,
-             strict_perceptual: bool = False, fd: bool = False) -> list[ModelResult]:
+             strict_perceptual: bool = False, fd: bool = False, hints: list[int] | None = None,
+             reference_truth: bool = False) -> list[ModelResult]:
     """Evaluate ``models`` on the photos in ``data`` and write the report into ``output``.
 
-    ``lpips``/``fid``/``fd`` (FD-EffLite0) add those metrics (docs/perceptual.md); when their pretrained weights cannot be
+    ``hints``: numbers of simulated point hints (each a row per model; 0: none), and ``reference_truth``
+    each photo's own colour photo as its reference (:func:`guidance_file`); a model that takes no hints
+    is an error then. ``lpips``/``fid``/``fd`` (FD-EffLite0) add those metrics (docs/perceptual.md); when their pretrained weights cannot be
     had they are left out with a warning and a line in the report, or, with ``strict_perceptual``,
     :class:`colorize_cli.engine.perceptual.WeightsUnavailable` is raised."""
     work = output / "work"
@@ -213,8 +240,10 @@ def run_eval(models: list[str], data: Path, output: Path, limit: int | None = No
     if lpips or fid or fd:
         perceptual = EvalPerceptual([s[1] for s in samples], lpips=lpips, fid=fid, fd=fd,
                                     device=torch_device(device), strict=strict_perceptual)
-    results = [gray_baseline(samples, perceptual)] + [evaluate_model(m, samples, work, device, size, perceptual)
-                                                      for m in models]
+    # with hints: each model at each number of points (and with the reference), as given
+    guided = [(n, reference_truth) for n in (hints or [0])]
+    results = [gray_baseline(samples, perceptual)] + [
+        evaluate_model(m, samples, work, device, size, perceptual, n, ref) for m in models for n, ref in guided]
     write_report(results, samples, work, output, command or shlex.join(["colorize", *sys.argv[1:]]),
                  notes=perceptual.notes() if perceptual else None)
     return results

@@ -29,8 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from colorize_cli._version import __version__
-from colorize_cli.color import denormalize_l, gray_to_l, lab_to_rgb, rgb_to_lab
+from colorize_cli.color import denormalize_l, gray_to_l, lab_to_rgb, rgb_to_lab, saturate
 from colorize_cli.engine.temporal import ChromaStabilizer, chroma_flicker
+from colorize_cli.hints import Hints, hint_inputs
 from colorize_cli.io.atomic import atomic_write, exclusive_lock, remove_stale_parts, write_text
 from colorize_cli.io.films import (
     SegmentWriter,
@@ -59,6 +60,8 @@ class FilmOptions:
     batch_size: int = 4
     overwrite: bool = False
     skip_color: bool = False
+    saturation: float = 1.0  # scale of the predicted chroma, within the gamut (color.saturate)
+    hints: Hints | None = None  # a reference's colours (the hint model's global hint), for every frame
 
 
 @dataclass
@@ -123,6 +126,12 @@ def chroma_planes(y: np.ndarray, ab_small: np.ndarray, subsampled: bool, matrix:
     u = np.clip(np.rint(128 + scale * (b - luma) / (2 * (1 - kb))), low, high)
     v = np.clip(np.rint(128 + scale * (r - luma) / (2 * (1 - kr))), low, high)
     return u.astype(np.uint8), v.astype(np.uint8)
+
+
+def _guidance_key(hints: Hints) -> list:
+    """What of a film's references a resumed run must share with the one it resumes."""
+    entries = hints.schedule or [(0.0, hints)]
+    return [[t, np.round(h.histogram, 5).tolist(), round(h.saturation, 4)] for t, h in entries]
 
 
 class _Work:
@@ -232,7 +241,9 @@ def _colorize_film(colorizer, source: Path, target: Path, opts: FilmOptions, on_
                     "model": str(colorizer.weights_path), "working": list(colorizer.working_shape(
                         Photo(np.zeros((src.height, src.width), np.uint8)))),
                     "codec": encoding.codec, "pix_fmt": encoding.pix_fmt, "options": encoding.options,
-                    "stabilize": opts.stabilize, "segment_seconds": opts.segment_seconds, "origin": origin}
+                    "stabilize": opts.stabilize, "segment_seconds": opts.segment_seconds, "origin": origin,
+                    "saturation": opts.saturation,
+                    "reference": None if not opts.hints else _guidance_key(opts.hints)}
         work = _Work(target, settings, opts.overwrite)
         if work.restarted:
             result.notes.append("the settings changed since the interrupted run: starting again")
@@ -368,7 +379,15 @@ class _Pipeline:
         def flush() -> None:
             if not batch:
                 return
-            abs_ = self.c.predict(np.concatenate([f.l_norm for f in batch]))
+            l_norm = np.concatenate([f.l_norm for f in batch])
+            hints = None
+            if self.opts.hints:
+                size = (self.src.height, self.src.width)
+                when = [self.opts.hints.at(float((f.pts - self.origin) * self.src.time_base)) for f in batch]
+                hints = hint_inputs(when, [size] * len(batch), l_norm.shape[-2:], self.c.hint_bins)
+            abs_ = self.c.predict(l_norm, hints=hints)
+            if self.opts.saturation != 1:
+                abs_ = [saturate(ab, denormalize_l(f.l_norm[0, 0]), self.opts.saturation) for f, ab in zip(batch, abs_)]
             for item, ab in zip(batch, abs_):
                 if self.stabilizer is not None:
                     ab = self.stabilizer(denormalize_l(item.l_norm[0, 0]), ab)

@@ -73,6 +73,20 @@ def colorize_command(
     segment_seconds: Annotated[float, typer.Option(min=0.01, help="Films: encode in segments of this many "
                                                    "seconds; an interrupted run resumes after the last "
                                                    "finished one.")] = 10.0,
+    hint: Annotated[list[str] | None, typer.Option(metavar="X,Y=COLOR", help="A colour you know: pixel X,Y "
+                                                   "of the photo (from the top left) is COLOR (#RRGGBB or a "
+                                                   "CSS name); the network spreads it. Repeatable. Uses the "
+                                                   "hint model (efflite-unet-hints) unless --model names "
+                                                   "another that takes hints.")] = None,
+    hints: Annotated[Path | None, typer.Option("--hints", metavar="FILE", help="Hints per input for a batch: JSON "
+                                               '{"photo.jpg": ["X,Y=COLOR", ...]} or CSV rows file,x,y,colour.'
+                                               )] = None,
+    reference: Annotated[Path | None, typer.Option(metavar="PHOTO", help="A colour photo whose colours (their "
+                                                   "distribution and saturation) guide every input, films too: "
+                                                   "the same place, time or film stock.")] = None,
+    saturation: Annotated[float, typer.Option(min=0.0, help="Scale the predicted colourfulness: 0 gray, 1 as "
+                                              "predicted, 1.5 livelier (kept inside the sRGB gamut). Any model."
+                                              )] = 1.0,
     debug: Annotated[bool, typer.Option(help="Show tracebacks of failures.")] = False,
     offline: OfflineOption = False,
     cache_dir: CacheDirOption = None,
@@ -111,7 +125,8 @@ def colorize_command(
                           skip_color=skip_color, device=device, half=half, backend=backend,
                           batch_size=batch_size, max_pixels=max_pixels, samples=samples, seed=seed,
                           shard=shard_index, crf=crf, codec=codec, stabilize=stabilize,
-                          segment_seconds=segment_seconds)
+                          segment_seconds=segment_seconds, hint=list(hint or []), hints_file=hints,
+                          reference=reference, saturation=saturation)
     raise typer.Exit(code)
 
 
@@ -164,6 +179,11 @@ def eval_command(
                                                     "stop with an "
                                                     "error when their weights cannot be had, instead of "
                                                     "evaluating without them.")] = False,
+    hints: Annotated[str | None, typer.Option(metavar="N[,N...]", help="Give each photo N point hints at random "
+                                              "pixels with the truth's colour there (seeded by its name; a "
+                                              "row per N, e.g. 0,1,5,10), for models that take hints.")] = None,
+    reference: Annotated[str | None, typer.Option(metavar="truth", help="'truth': each photo's own colour photo "
+                                                  "as its reference (the oracle global hint).")] = None,
     offline: OfflineOption = False,
     cache_dir: CacheDirOption = None,
 ) -> None:
@@ -181,10 +201,19 @@ def eval_command(
         names = [DEFAULT_MODEL if m == "default" else m for m in model.split(",") if m]
     if not data.is_dir():
         fail(f"{data}: data folder not found", 2)
+    if reference not in (None, "truth"):
+        fail(f"--reference {reference}: colorize eval takes 'truth' (each photo's own colours)", 2)
+    try:
+        counts = [int(n) for n in hints.split(",")] if hints else None
+        if counts and min(counts) < 0:
+            raise ValueError
+    except ValueError:
+        fail(f"--hints {hints}: expected numbers of points, e.g. 0,1,5,10", 2)
     try:
         with hub_options(offline=offline or None, cache_dir=cache_dir, progress=True):
             results = run_eval(names, data, output, limit=limit, device=device, size=size or None, lpips=lpips,
-                               fid=fid, fd=fd, strict_perceptual=strict_perceptual)
+                               fid=fid, fd=fd, strict_perceptual=strict_perceptual, hints=counts,
+                               reference_truth=reference == "truth")
     except (FileNotFoundError, KeyError, RuntimeError, ValueError) as exc:
         fail(exc)
     from rich.console import Console

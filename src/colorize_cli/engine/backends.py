@@ -1,8 +1,10 @@
 """Inference engines: run a generator on normalised L and return normalised ab.
 
-An engine is a callable ``engine(l_norm, z=None) -> ab_norm`` on float32 NumPy arrays shaped
-``(N, 1, h, w)`` -> ``(N, 2, h, w)``, with ``h, w`` already at the working size the network needs
-(``z``: the latent codes of a model that has them). The
+An engine is a callable ``engine(l_norm, **inputs) -> ab_norm`` on float32 NumPy arrays shaped
+``(N, 1, h, w)`` -> ``(N, 2, h, w)``, with ``h, w`` already at the working size the network needs;
+``inputs`` are the network's other inputs by name, where it has them: ``z`` (the latent codes of the
+VAE), ``hint_ab``, ``hint_mask``, ``hint_hist``, ``hint_saturation`` (the hint model's,
+:mod:`colorize_cli.hints`). An input not given is zeros: the default colorization, no hint. The
 :class:`~colorize_cli.engine.colorizer.Colorizer` does everything else (colour conversion, resizing,
 batching) in NumPy, so every backend gives the same pipeline. ONNX Runtime's engine is here; torch's
 is :class:`colorize_cli.engine.networks.TorchEngine`, in a module of its own so that colorizing with
@@ -89,19 +91,25 @@ class OnnxEngine:
                                    "or use --device cpu")
         self.providers = started
         self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
-        self.inputs = [i.name for i in self.session.get_inputs()]  # l_norm, and z for a model with codes
-        self.input_name = self.inputs[0]
+        graph_inputs = self.session.get_inputs()
+        self.input_name = graph_inputs[0].name
         self.output_name = self.session.get_outputs()[0].name
-        self.latent_dim = int(self.session.get_inputs()[1].shape[1]) if len(self.inputs) > 1 else 0
+        # the inputs beside L: z (a model with latent codes), the hint model's hints; zeros when not given
+        self.extra = {i.name: list(i.shape) for i in graph_inputs[1:]}
+        self.latent_dim = int(self.extra["z"][1]) if "z" in self.extra else 0
+        self.hint_bins = int(self.extra["hint_hist"][1]) if "hint_hist" in self.extra else 0
 
-    def __call__(self, l_norm: np.ndarray, z: np.ndarray | None = None) -> np.ndarray:
+    def __call__(self, l_norm: np.ndarray, **inputs: np.ndarray | None) -> np.ndarray:
         x = np.ascontiguousarray(l_norm, np.float32)
+        unknown = sorted(k for k, v in inputs.items() if v is not None and k not in self.extra)
+        if unknown:
+            raise ValueError(f"{self.path}: this graph takes no {', '.join(unknown)}")
+        sizes = {"batch": x.shape[0], "height": x.shape[2], "width": x.shape[3]}
         feeds = {self.input_name: x}
-        if self.latent_dim:  # a model with latent codes: z = 0 is its default colorization
-            feeds[self.inputs[1]] = np.zeros((len(x), self.latent_dim), np.float32) if z is None \
-                else np.ascontiguousarray(z, np.float32)
-        elif z is not None:
-            raise ValueError(f"{self.path}: this graph takes no latent codes")
+        for name, shape in self.extra.items():
+            given = inputs.get(name)
+            feeds[name] = np.ascontiguousarray(given, np.float32) if given is not None else \
+                np.zeros([sizes.get(d, d) if isinstance(d, str) else d for d in shape], np.float32)
         try:
             (out,) = self.session.run([self.output_name], feeds)
         except Exception as exc:

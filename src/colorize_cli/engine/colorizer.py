@@ -138,15 +138,24 @@ class Colorizer:
         # a model trained with --equalize expects equalised L (its weights' config says so)
         return equalize_histogram(l_norm) if self.config.get("equalize_l") else l_norm
 
-    def predict(self, l_norm: np.ndarray, z: np.ndarray | None = None) -> np.ndarray:
+    def predict(self, l_norm: np.ndarray, z: np.ndarray | None = None,
+                hints: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """Normalised L batch ``(N, 1, h, w)`` -> ab in Lab units ``(N, 2, h, w)`` (float32 arrays).
 
         ``z`` (N, latent_dim): latent codes for a model that has them (``vae``), e.g. from
-        :meth:`sample_latents`; None gives the model's default colorization (z = 0).
+        :meth:`sample_latents`; None gives the model's default colorization (z = 0). ``hints``: the hint
+        model's inputs (:func:`colorize_cli.hints.hint_inputs`); None: no hint.
         """
         if z is not None and not self.latent_dim:
             raise ValueError(f"{self.config['arch']} has no latent code to sample; use a model such as vae")
-        return denormalize_ab(self.engine(l_norm, z))
+        if hints and not self.hint_bins:
+            raise ValueError(f"{self.config['arch']} takes no colour hints; use a model such as efflite-unet-hints")
+        return denormalize_ab(self.engine(l_norm, z=z, **(hints or {})))
+
+    @property
+    def hint_bins(self) -> int:
+        """The number of a/b bins of the model's global hint (0: a model that takes no hints)."""
+        return self.engine.hint_bins
 
     @property
     def latent_dim(self) -> int:

@@ -33,7 +33,7 @@ from colorize_cli.io.cache import cache_path
 from colorize_cli.io.files import sha256_of
 from colorize_cli.models import get_spec
 
-INPUT_NAME, OUTPUT_NAME, LATENT_NAME = "l_norm", "ab_norm", "z"
+INPUT_NAME, OUTPUT_NAME = "l_norm", "ab_norm"
 QUANTIZE_MODES = ("int8",)
 # a float32 export must agree with torch to float rounding; fp16 and int8 are reported, not bounded
 FP32_TOLERANCE = 1e-3
@@ -120,19 +120,26 @@ def _verification_inputs(multiple: int, fixed: int | None) -> list[tuple[str, np
     return inputs
 
 
-class _WithLatent(torch.nn.Module):
-    """A generator with latent codes (the VAE's decoder), exported with ``z`` as a second input."""
+class _WithInputs(torch.nn.Module):
+    """A generator with inputs beside L (the VAE's ``z``, the hint model's hints), exported with them as
+    named graph inputs, in the order of its ``example_inputs``."""
 
-    def __init__(self, net: torch.nn.Module):
+    def __init__(self, net: torch.nn.Module, names: list[str]):
         super().__init__()
-        self.net = net
+        self.net, self.names = net, names
 
-    def forward(self, l_norm: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        return self.net(l_norm, z)
+    def forward(self, l_norm: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
+        return self.net(l_norm, **dict(zip(self.names, extra)))
 
 
 def latent_dim(net: torch.nn.Module) -> int:
     return int(net.latent_dim) if hasattr(net, "sample_latents") else 0
+
+
+def extra_inputs(net: torch.nn.Module, n: int, h: int, w: int) -> dict[str, torch.Tensor]:
+    """The generator's inputs beside L (zeros: no code, no hint), by name; {} for most models."""
+    example = getattr(net, "example_inputs", None)
+    return dict(example(n, h, w)) if example is not None else {}
 
 
 def _export_float32(net: torch.nn.Module, path: Path, opset: int, size: int | None, multiple: int,
@@ -140,11 +147,13 @@ def _export_float32(net: torch.nn.Module, path: Path, opset: int, size: int | No
     side = size or 4 * multiple
     axes = {0: "batch"} if size else {0: "batch", 2: "height", 3: "width"}
     args, names, dynamic = (torch.zeros(1, 1, side, side),), [INPUT_NAME], {INPUT_NAME: axes, OUTPUT_NAME: axes}
-    if latent_dim(net):
-        net = _WithLatent(net).eval()  # a new module is in training mode, and the exporter follows it
-        args += (torch.zeros(1, latent_dim(net.net)),)
-        names.append(LATENT_NAME)
-        dynamic[LATENT_NAME] = {0: "batch"}
+    extra = extra_inputs(net, 1, side, side)
+    if extra:
+        net = _WithInputs(net, list(extra)).eval()  # a new module is in training mode, and the exporter follows it
+        for name, example in extra.items():
+            args += (example,)
+            names.append(name)
+            dynamic[name] = axes if example.ndim == 4 else {0: "batch"}
     with warnings.catch_warnings():
         # the TorchScript exporter is deprecated in torch >= 2.9 but needs no onnxscript, and is exact here
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -250,26 +259,46 @@ def quantize_int8(src: Path, dst: Path, height: int, width: int) -> None:
                     weight_type=QuantType.QInt8, per_channel=True, calibrate_method=CalibrationMethod.MinMax)
 
 
+def _example_hints(net: torch.nn.Module, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Hints for checking a hint model's export: a few points and a spread-out global distribution."""
+    n, _, h, w = x.shape
+    rng = np.random.default_rng(2)
+    hint_ab = np.zeros((n, 2, h, w), np.float32)
+    mask = np.zeros((n, 1, h, w), np.float32)
+    for i in range(n):
+        for _ in range(5):
+            y, c = rng.integers(0, h), rng.integers(0, w)
+            hint_ab[i, :, y, c] = rng.uniform(-0.5, 0.5, 2)
+            mask[i, 0, y, c] = 1
+    hist = rng.random((n, net.hint_bins)).astype(np.float32)
+    return {"hint_ab": hint_ab, "hint_mask": mask, "hint_hist": hist / hist.sum(1, keepdims=True),
+            "hint_saturation": np.full((n, 1), 0.2, np.float32)}
+
+
 def _verify(path: Path, net: torch.nn.Module, multiple: int, fixed: int | None) -> list:
     try:
         engine = OnnxEngine(path)
     except Exception as exc:  # onnxruntime raises its own error types for unsupported graphs
         raise RuntimeError(f"ONNX Runtime (CPU) cannot load the exported model: {exc}") from exc
     checks = []
-    codes = [None]
-    if latent_dim(net):  # the zero code (the default colorization) and sampled ones
-        codes.append(np.random.default_rng(1).standard_normal((1, latent_dim(net))).astype(np.float32))
+    variants: list[tuple[str, dict]] = [("", {})]
+    if latent_dim(net):  # the zero code (the default colorization) and a sampled one
+        variants.append(("+z", {"z": np.random.default_rng(1).standard_normal((1, latent_dim(net))).astype(np.float32)}))
+    if getattr(net, "hints", False):  # no hint, and points with a reference's distribution
+        variants.append(("+hints", "hints"))
     for name, x in _verification_inputs(multiple, fixed):
-        for z in codes:
-            zs = None if z is None else np.repeat(z, len(x), axis=0)
+        for tag, given in variants:
+            if given == "hints":
+                given = _example_hints(net, x)
+            extra = {k: np.repeat(v, len(x), axis=0) if v.shape[0] == 1 else v for k, v in given.items()}
             with torch.no_grad():
-                ref = (net(torch.from_numpy(x)) if zs is None else net(torch.from_numpy(x), torch.from_numpy(zs))).numpy()
-            out = engine(x, zs)
+                ref = net(torch.from_numpy(x), **{k: torch.from_numpy(v) for k, v in extra.items()}).numpy()
+            out = engine(x, **extra)
             if out.shape != ref.shape:
                 raise RuntimeError(f"ONNX Runtime gave shape {tuple(out.shape)} for input {tuple(x.shape)}, "
                                    f"torch {tuple(ref.shape)}")
             diff = np.abs(out - ref)
-            checks.append((name if z is None else f"{name}+z", tuple(x.shape), float(diff.max()), float(diff.mean())))
+            checks.append((name + tag, tuple(x.shape), float(diff.max()), float(diff.mean())))
     return checks
 
 

@@ -90,17 +90,17 @@ class TorchEngine:
         self.device = device
         self.dtype = torch.float16 if half else torch.float32
         self.latent_dim = int(getattr(net, "latent_dim", 0)) if hasattr(net, "sample_latents") else 0
+        self.hint_bins = int(net.hint_bins) if getattr(net, "hints", False) else 0
         if half:
             self.net = self.net.half()
 
     @torch.no_grad()
-    def __call__(self, l_norm: np.ndarray, z: np.ndarray | None = None) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(l_norm, np.float32)).to(self.device, self.dtype)
-        if z is None:
-            out = self.net(x)
-        else:
-            out = self.net(x, torch.from_numpy(np.ascontiguousarray(z, np.float32)).to(self.device, self.dtype))
-        return out.float().cpu().numpy()
+    def __call__(self, l_norm: np.ndarray, **inputs: np.ndarray | None) -> np.ndarray:
+        def tensor(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(self.device, self.dtype)
+
+        extra = {k: tensor(v) for k, v in inputs.items() if v is not None}
+        return self.net(tensor(l_norm), **extra).float().cpu().numpy()
 
 
 def torch_engine(weights: Path, device: str, half: bool = False) -> tuple[TorchEngine, dict[str, Any], Any]:

@@ -24,6 +24,7 @@ from colorize_cli.errors import error_line
 from colorize_cli.io.atomic import write_text
 
 DEFAULT_MODEL = "efflite-unet-gan"
+HINT_MODEL = "efflite-unet-hints"  # what --hint, --hints and --reference use without --model
 WEIGHTS_TOML_ENV = "COLORIZE_WEIGHTS_TOML"
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 COMMIT = re.compile(r"[0-9a-f]{40}")  # a git commit (a pinned Hub revision)

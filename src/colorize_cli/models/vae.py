@@ -83,6 +83,10 @@ class ConditionalVAE(nn.Module):
         z = torch.cat([torch.randn(1, self.latent_dim, generator=generator) for _ in range(n)])
         return z.to(device) if device is not None else z
 
+    def example_inputs(self, n: int, h: int, w: int) -> dict[str, torch.Tensor]:
+        """The inputs beside L, by name, as zeros (the ONNX export makes them graph inputs)."""
+        return {"z": torch.zeros(n, self.latent_dim)}
+
     def forward(self, l_norm: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         """ab for L and codes ``z`` (N, latent_dim); ``z=None`` decodes z = 0 for every image."""
         if self.trunk_name != SCRATCH:

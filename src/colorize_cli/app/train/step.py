@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from colorize_cli.app.train.hints import simulate_hints
 from colorize_cli.color import AB_SCALE
 from colorize_cli.models.colorspace import model_output_to_rgb
 from colorize_cli.models.inputs import prepare_l
@@ -117,6 +118,8 @@ class TrainStep:
             elif recipe.recon_loss == "ce":
                 scores = self.g_step(l_in).float()  # class scores; the colours are their annealed mean
                 fake = g.decode(scores, l_in.shape[-2:])
+            elif getattr(g, "hints", False):  # a hint-taking model: hints simulated from the truth
+                fake = self.g_step(l_in, *simulate_hints(ab, self.rng))
             else:
                 fake = self.g_step(l_in)
         fake = fake.float()

@@ -29,6 +29,7 @@ from colorize_cli.app.train.config import (
     load_perceptual,
     training_recipe,
 )
+from colorize_cli.app.train.hints import simulate_hints
 from colorize_cli.app.train.step import TrainStep
 from colorize_cli.engine import metrics
 from colorize_cli.engine.hub import resolve
@@ -75,10 +76,14 @@ class Trainer(Checkpoints, TrainStep):
         if (config.freeze_encoder or config.encoder_lr != 1.0) and self.encoder is None:
             raise TrainSetupError(f"{{freeze_encoder}}/{{encoder_lr}}: {config.model} has no pretrained encoder")
         if init_state is not None:
+            # a model built on another (the hint model on the flagship) starts its own parts afresh
+            added = tuple(getattr(self.generator, "parts_beyond_init", ()))
             try:
-                self.generator.load_state_dict(init_state)
+                missing, unexpected = self.generator.load_state_dict(init_state, strict=False)
             except RuntimeError as exc:
                 raise TrainSetupError(f"{misfit} with options {self.model_options or {}} (other layers)") from exc
+            if unexpected or any(not (added and k.startswith(added)) for k in missing):
+                raise TrainSetupError(f"{misfit} with options {self.model_options or {}} (other layers)")
         elif config.pretrained and self.encoder is not None:
             try:
                 self.generator.load_pretrained()
@@ -128,19 +133,24 @@ class Trainer(Checkpoints, TrainStep):
     def _param_groups(self, lr: float) -> list[dict]:
         """The generator's parameters for Adam: a pretrained encoder in a group of its own (its rate
         ``encoder_lr`` x ``lr``, and no updates while frozen), the rest at ``lr``."""
+        # a model may keep part of itself frozen (the hint model's flagship): ``trainable_parameters``
+        chosen = getattr(self.generator, "trainable_parameters", self.generator.parameters)()
+        learns = {id(p) for p in chosen}
         if self.encoder is None:
-            return [{"params": list(self.generator.parameters()), "lr": lr}]
+            return [{"params": [p for p in self.generator.parameters() if id(p) in learns], "lr": lr}]
         enc = {id(p) for p in self.encoder.parameters()}
-        rest = [p for p in self.generator.parameters() if id(p) not in enc]
+        rest = [p for p in self.generator.parameters() if id(p) not in enc and id(p) in learns]
         for p in self.encoder.parameters():
-            p.requires_grad_(not self.config.freeze_encoder)
+            p.requires_grad_(not self.config.freeze_encoder and id(p) in learns)
         return [{"params": rest, "lr": lr}, {"params": list(self.encoder.parameters()), "lr": lr * self.config.encoder_lr}]
 
-    def predict(self, l_norm: torch.Tensor) -> torch.Tensor:
+    def predict(self, l_norm: torch.Tensor, hints: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
         """The generator's ab for normalised L, as inference runs it (a fixed-size network sees L
-        resized to its size, and its ab is resized back)."""
+        resized to its size, and its ab is resized back); ``hints`` for a hint-taking model."""
         self.generator.eval()
         l_in = self.model_input(l_norm.to(self.device), training=False)
+        if hints:
+            return self.generator(l_in, *(h.to(self.device) for h in hints))
         size = self.spec.fixed_size
         if size and tuple(l_in.shape[-2:]) != (size, size):
             small = F.interpolate(l_in, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
@@ -154,7 +164,9 @@ class Trainer(Checkpoints, TrainStep):
         self.generator.eval()
         rgb = val_images.permute(0, 3, 1, 2).float().div(255)
         l_norm, ab = rgb_to_model_input(rgb)
-        fake = self.predict(l_norm).cpu()
+        # a hint-taking model is judged with hints simulated from the truth, the same ones every time
+        hints = simulate_hints(ab, torch.Generator().manual_seed(0)) if getattr(self.generator, "hints", False) else ()
+        fake = self.predict(l_norm, hints).cpu()
         out = (model_output_to_rgb(l_norm, fake) * 255).round().byte().permute(0, 2, 3, 1).numpy()
         gray = np.repeat((model_output_to_rgb(l_norm, torch.zeros_like(fake)) * 255).round().byte()
                          .permute(0, 2, 3, 1).numpy(), 1, axis=0)
