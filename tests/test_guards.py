@@ -153,11 +153,11 @@ def _network_inputs(colorizer: Colorizer) -> list[tuple[int, ...]]:
     engine = colorizer.engine
 
     class Recorder:
-        latent_dim = engine.latent_dim
+        latent_dim, hint_bins = engine.latent_dim, engine.hint_bins
 
-        def __call__(self, x, z=None):
+        def __call__(self, x, **inputs):
             shapes.append(tuple(x.shape))
-            return engine(x, z)
+            return engine(x, **inputs)
 
     colorizer.engine = Recorder()
     return shapes

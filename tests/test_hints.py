@@ -247,6 +247,7 @@ def test_eval_sweeps_simulated_hints_and_the_oracle_reference(tmp_path, tiny_hin
     metrics = json.loads(next(ln for ln in result.output.splitlines() if ln.startswith("{")))
     name = str(tiny_hint_weights)
     assert set(metrics) == {"gray", f"{name} +reference", f"{name} +3 hints +reference"}
+    assert 0 <= metrics[f"{name} +3 hints +reference"]["hint_within5"] <= 1 and "hint_de2000" not in metrics["gray"]
     guide = json.loads((tmp_path / "rep" / "work" / "hints-3-reference.json").read_text())
     assert sorted(guide) == ["t0.png", "t1.png", "t2.png"] and all(len(e["points"]) == 3 for e in guide.values())
     again = run("eval", "--model", tiny_hint_weights, "--data", tmp_path / "truth", "--output", tmp_path / "rep2",
@@ -278,3 +279,37 @@ def test_a_film_takes_a_reference_per_shot_from_a_file_of_times(tmp_path, tiny_h
     photo = make_photo(tmp_path / "p.png", mode="L")
     result = run(photo, "--model", tiny_hint_weights, "--reference", tmp_path / "shots.txt")
     assert result.exit_code == 2 and "is for films" in error_lines(result)[0]
+
+
+def test_the_output_keeps_the_colour_given_at_each_point(tmp_path, tiny_hint_weights):
+    """Whatever the network makes of a hint elsewhere, the pixel it was given for shows it: its a/b at the
+    photo's own L (the gray photo's L is not the colour photo's: Pillow's gray is Rec. 601 luma)."""
+    from skimage.color import deltaE_ciede2000
+
+    colour = textured(96, 128, seed=7)
+    Image.fromarray(colour).convert("L").save(tmp_path / "g.png")
+    points = [(10, 12), (64, 48), (120, 90), (33, 70)]
+    args = [a for x, y in points for a in ("--hint", f"{x},{y}=#{''.join(f'{v:02x}' for v in colour[y, x])}")]
+    assert run(tmp_path / "g.png", "--model", tiny_hint_weights, *args).exit_code == 0
+    out = np.asarray(Image.open(tmp_path / "g_color.png"))
+    for x, y in points:
+        got, told = rgb2lab(out[y, x][None, None] / 255), rgb2lab(colour[y, x][None, None] / 255)
+        told[..., 0] = got[..., 0]
+        assert deltaE_ciede2000(got, told) < 5
+
+
+def test_a_hints_file_gives_what_the_same_hints_on_the_command_line_give(tmp_path, tiny_hint_weights):
+    """colorize eval --hints N writes a hints file for the batch; one photo at a time with --hint, as a
+    user would, gives the same pixels."""
+    for i in range(2):
+        make_photo(tmp_path / "in" / f"p{i}.png", size=(64, 48), mode="L", seed=i)
+    told = {"p0.png": ["5,6=#c03020", "40,30=teal"], "p1.png": ["60,2=#20a040"]}
+    (tmp_path / "h.json").write_text(json.dumps(told))
+    assert run(tmp_path / "in", "--model", tiny_hint_weights, "--hints", tmp_path / "h.json",
+               "--output", tmp_path / "batch").exit_code == 0
+    for name, points in told.items():
+        args = [a for p in points for a in ("--hint", p)]
+        assert run(tmp_path / "in" / name, "--model", tiny_hint_weights, *args, "--output", tmp_path / "one").exit_code == 0
+        stem = name.removesuffix(".png")
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "batch" / f"{stem}_color.png")),
+                              np.asarray(Image.open(tmp_path / "one" / f"{stem}_color.png")))

@@ -213,3 +213,23 @@ def simulated_points(truth_rgb: np.ndarray, count: int, seed: int) -> list[Point
         r, g, b = (int(v) for v in truth_rgb[y, x, :3])
         points.append(PointHint(x, y, colour_ab(f"#{r:02x}{g:02x}{b:02x}"), f"{x},{y}=#{r:02x}{g:02x}{b:02x}"))
     return points
+
+
+PIN_SIGMA = 1.0  # working pixels: how far around a point hint its colour is held (the network spreads it further)
+
+
+def pin_points(ab: np.ndarray, hint_ab: np.ndarray, hint_mask: np.ndarray, sigma: float = PIN_SIGMA) -> np.ndarray:
+    """The predicted chroma ``ab`` (N, 2, h, w, Lab units) held to each point hint where it is placed:
+    blended towards the hint's a/b with weight exp(-d² / 2σ²) around it (1 at the point itself), so that
+    the output keeps the colour the user gave there, whatever the network made of it further away."""
+    out = np.array(ab, np.float32, copy=True)
+    radius = max(1, int(np.ceil(3 * sigma)))
+    offsets = np.arange(-radius, radius + 1)
+    weight = np.exp(-(offsets[:, None] ** 2 + offsets[None, :] ** 2) / (2 * sigma**2)).astype(np.float32)
+    h, w = out.shape[-2:]
+    for n, y, x in zip(*np.nonzero(hint_mask[:, 0])):
+        y0, y1, x0, x1 = max(0, y - radius), min(h, y + radius + 1), max(0, x - radius), min(w, x + radius + 1)
+        wk = weight[y0 - y + radius:y1 - y + radius, x0 - x + radius:x1 - x + radius]
+        target = hint_ab[n, :, y, x, None, None] * AB_SCALE
+        out[n, :, y0:y1, x0:x1] += (target - out[n, :, y0:y1, x0:x1]) * wk
+    return out

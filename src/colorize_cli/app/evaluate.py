@@ -135,6 +135,13 @@ def evaluate_model(model: str, samples: list, work: Path, device: str = "cpu", s
         raise RuntimeError(f"model {model}: colorizing the eval images failed ({what})")
     outputs = [np.asarray(Image.open(out_dir / f"{s[2].stem}_color.png").convert("RGB")) for s in samples]
     result = _score(label, outputs, samples, perceptual)
+    if hints:  # how closely the outputs keep the colours they were told, at the hinted pixels
+        told = json.loads(guide.read_text())
+        errors = np.concatenate([metrics.hint_errors(out, truth, [tuple(map(int, p.split("=")[0].split(",")))
+                                                                  for p in told[gray.name]["points"]])
+                                 for out, (_, truth, gray) in zip(outputs, samples)])
+        result.summary["hint_de2000"] = float(errors.mean())
+        result.summary["hint_within5"] = float((errors <= 5).mean())
     result.outputs = out_dir
     result.images_per_s = len(samples) / seconds
     result.ms_per_mp = 1000 * seconds / (len(samples) * EVAL_SIZE * EVAL_SIZE / 1e6)
@@ -189,14 +196,18 @@ def metric_table(results: list[ModelResult]) -> tuple[list[str], list[list[str]]
     """The column titles and the formatted cells of the metrics table, one row per model: the report's
     (:func:`markdown_table`) and the terminal's are the same table."""
     extra = [k for k in PERCEPTUAL_COLUMNS if results and k in results[0].summary]  # asked for, and computed
+    hinted = any("hint_de2000" in r.summary for r in results)
     head = ["model", "PSNR (dB) ↑", "ΔE2000 ↓", "AuC (%) ↑", "CF", "CF truth", "ΔCF ↓", "grayish ↓",
-            *(f"{PERCEPTUAL_COLUMNS[k]} ↓" for k in extra), "images/s", "ms/MP"]
+            *(f"{PERCEPTUAL_COLUMNS[k]} ↓" for k in extra),
+            *(("ΔE2000 at hints ↓", "hints within 5") if hinted else ()), "images/s", "ms/MP"]
     rows = []
     for r in results:
         s = r.summary
+        at_hints = (f"{s['hint_de2000']:.2f}", f"{s['hint_within5']:.3f}") if "hint_de2000" in s else ("–", "–")
         rows.append([r.name, f"{s['psnr']:.2f}", f"{s['de2000']:.2f}", f"{s['auc']:.2f}", f"{s['cf']:.1f}",
                      f"{s['cf_gt']:.1f}", f"{s['dcf']:.1f}", f"{s['grayish']:.3f}",
                      *(f"{s[k]:.3f}" if k == "lpips" else f"{s[k]:.1f}" for k in extra),
+                     *(at_hints if hinted else ()),
                      *((f"{r.images_per_s:.1f}", f"{r.ms_per_mp:.0f}") if r.images_per_s else ("–", "–"))])
     return head, rows
 

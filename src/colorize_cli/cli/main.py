@@ -229,8 +229,8 @@ def eval_command(
     print(f"report: {output / 'report.md'}", file=sys.stderr)
     if json_out:
         extra = [k for k in PERCEPTUAL_COLUMNS if k in results[0].summary]
-        keys = ("psnr", "de2000", "auc", "cf", "cf_gt", "dcf", "grayish", "n", *extra)
-        print(json.dumps({r.name: {k: r.summary[k] for k in keys} for r in results}))
+        keys = ("psnr", "de2000", "auc", "cf", "cf_gt", "dcf", "grayish", "n", *extra, "hint_de2000", "hint_within5")
+        print(json.dumps({r.name: {k: r.summary[k] for k in keys if k in r.summary} for r in results}))
 
 
 @app.command()

@@ -23,6 +23,7 @@ from colorize_cli.engine.device import onnx_providers, parse_device
 from colorize_cli.engine.hub import bundled_onnx, resolve
 from colorize_cli.engine.weights import DEFAULT_MODEL
 from colorize_cli.errors import OptionError, missing_torch
+from colorize_cli.hints import pin_points
 from colorize_cli.io.images import Photo, photo_from_pil
 from colorize_cli.preprocess import equalize_histogram
 from colorize_cli.resample import bilinear_weights
@@ -150,7 +151,10 @@ class Colorizer:
             raise ValueError(f"{self.config['arch']} has no latent code to sample; use a model such as vae")
         if hints and not self.hint_bins:
             raise ValueError(f"{self.config['arch']} takes no colour hints; use a model such as efflite-unet-hints")
-        return denormalize_ab(self.engine(l_norm, z=z, **(hints or {})))
+        ab = denormalize_ab(self.engine(l_norm, z=z, **(hints or {})))
+        if hints and hints.get("hint_mask") is not None and hints["hint_mask"].any():
+            ab = pin_points(ab, hints["hint_ab"], hints["hint_mask"])  # each point keeps the colour it was given
+        return ab
 
     @property
     def hint_bins(self) -> int:

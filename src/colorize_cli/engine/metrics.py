@@ -55,3 +55,16 @@ def summarize(rows: list[dict[str, float]]) -> dict[str, float]:
     out["grayish"] = float(np.mean([r["cf"] < GRAYISH_CF and r["cf_gt"] >= GRAYISH_CF for r in rows]))
     out["n"] = len(rows)
     return out
+
+
+def hint_errors(output: np.ndarray, truth: np.ndarray, points: list[tuple[int, int]]) -> np.ndarray:
+    """CIEDE2000 at the hinted pixels ``(x, y)`` between the output and the colour it was told: the
+    truth's a/b there (the hint) at the output's own L (a hint gives a colour; the lightness stays the
+    photo's, and a gray input's L differs from its colour original's where the gray is not CIELAB L)."""
+    if not points:
+        return np.zeros(0)
+    xs, ys = np.array(points).T
+    lab_out = rgb2lab(output[ys, xs][None].astype(np.float64) / 255)[0]
+    told = rgb2lab(truth[ys, xs][None].astype(np.float64) / 255)[0]
+    told[:, 0] = lab_out[:, 0]
+    return deltaE_ciede2000(lab_out, told)
