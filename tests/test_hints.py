@@ -313,3 +313,18 @@ def test_a_hints_file_gives_what_the_same_hints_on_the_command_line_give(tmp_pat
         stem = name.removesuffix(".png")
         assert np.array_equal(np.asarray(Image.open(tmp_path / "batch" / f"{stem}_color.png")),
                               np.asarray(Image.open(tmp_path / "one" / f"{stem}_color.png")))
+
+
+def test_a_reference_sets_how_colourful_the_result_is():
+    from colorize_cli.color import colorfulness, lab_to_pixels
+    from colorize_cli.hints import match_colourfulness
+
+    rng = np.random.default_rng(4)
+    ab = rng.normal(0, 6, (2, 2, 24, 32)).astype(np.float32)  # two pale predictions
+    lum = np.full((2, 24, 32), 55, np.float32)
+    out = match_colourfulness(ab, lum, np.array([40.0, 0.0]))
+    assert colorfulness(lab_to_pixels(lum[0], out[0], 255)) == pytest.approx(40, rel=0.05)  # the reference's CF
+    assert np.array_equal(out[1], ab[1])  # no reference for the second: left alone
+    hue = np.arctan2(ab[0, 1], ab[0, 0]), np.arctan2(out[0, 1], out[0, 0])
+    assert np.abs(hue[0] - hue[1]).max() < 1e-4  # hues kept
+    assert in_gamut(lum[0], out[0]).all()

@@ -89,8 +89,10 @@ def main() -> None:
         for name in names:
             bundle_onnx(name)
         return
-    if args.name is None:
-        ap.error("NAME is required")
+    if args.name is None:  # one positional: NAME alone (writing only --eval metrics)
+        if args.snapshot is None:
+            ap.error("NAME is required")
+        args.name, args.snapshot = str(args.snapshot), None
     if args.snapshot is None:
         if not args.eval or args.name not in read_weights_toml():
             ap.error("without a snapshot, NAME must be in weights.toml and --eval is required")

@@ -34,14 +34,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reference", type=Path, required=True)
     ap.add_argument("--output", type=Path, required=True)
     ap.add_argument("--height", type=int, default=220)
+    ap.add_argument("--hint-model", default="default", help="the hint model (default: the bundled one)")
     args = ap.parse_args(argv)
     table = json.loads(args.hints.read_text())
     photos = [args.folder / name for name in table]
     with tempfile.TemporaryDirectory() as tmp:
         out = {key: Path(tmp) / key for key in ("default", "hints", "reference")}
         colorize_batch(photos, output=out["default"])
-        colorize_batch(photos, output=out["hints"], hints_file=args.hints)
-        colorize_batch(photos, output=out["reference"], reference=args.reference)
+        colorize_batch(photos, output=out["hints"], hints_file=args.hints, model=args.hint_model)
+        colorize_batch(photos, output=out["reference"], reference=args.reference, model=args.hint_model)
         rows = []
         for photo in photos:
             name = f"{photo.stem}_color{photo.suffix}"

@@ -272,3 +272,11 @@ def saturate(ab: np.ndarray, lum: np.ndarray, factor: float, steps: int = 12) ->
         low = np.where(ok, mid, low)
         high = np.where(todo & ~ok, mid, high)
     return ab * low
+
+
+def colorfulness(rgb: np.ndarray) -> float:
+    """Hasler & Süsstrunk colourfulness on 0-255 RGB (..., 3): what EVAL.md's CF column reports."""
+    x = np.asarray(rgb, np.float64)
+    rg = np.abs(x[..., 0] - x[..., 1])
+    yb = np.abs(0.5 * (x[..., 0] + x[..., 1]) - x[..., 2])
+    return float(np.sqrt(rg.std() ** 2 + yb.std() ** 2) + 0.3 * np.sqrt(rg.mean() ** 2 + yb.mean() ** 2))

@@ -20,11 +20,21 @@ from pathlib import Path
 import numpy as np
 from PIL import ImageColor
 
-from colorize_cli.color import AB_SCALE, ab_histogram, normalize_ab, rgb_to_lab
+from colorize_cli.color import (
+    AB_SCALE,
+    ab_histogram,
+    colorfulness,
+    lab_to_pixels,
+    normalize_ab,
+    rgb_to_lab,
+    saturate,
+)
 from colorize_cli.errors import OptionError, error_line
 from colorize_cli.io.images import read_image
 
 HINT_STEP = 10.0
+# beside the network's inputs, what the pipeline itself does with a reference: its colourfulness
+REFERENCE_COLOURFULNESS = "reference_colourfulness"
 EVAL_PATCH = 1  # simulated evaluation hints are single pixels, as a user's clicks are
 _HINT = re.compile(r"^\s*(\d+)\s*,\s*(\d+)\s*=\s*(.+?)\s*$")
 
@@ -44,6 +54,7 @@ class Hints:
     points: list[PointHint] = field(default_factory=list)
     histogram: np.ndarray | None = None  # (Q,) over ab_bins(HINT_STEP)
     saturation: float = 0.0  # mean chroma of the reference, Lab units
+    colourfulness: float = 0.0  # the reference's Hasler-Süsstrunk colourfulness (0-255 RGB), which the output takes
     schedule: list[tuple[float, Hints]] = field(default_factory=list)  # a film's references by start time (s)
 
     def __bool__(self) -> bool:
@@ -113,7 +124,7 @@ def read_hints_file(path: Path) -> dict[str, Hints]:
             hints = Hints([parse_hint(str(item)) for item in entry.get("points", [])])
             if entry.get("reference"):
                 ref = hints_from_reference(path.parent / str(entry["reference"]))
-                hints.histogram, hints.saturation = ref.histogram, ref.saturation
+                hints.histogram, hints.saturation, hints.colourfulness = ref.histogram, ref.saturation, ref.colourfulness
             table[str(name)] = hints
         return table
     for row in csv.reader(io.StringIO(text)):
@@ -179,7 +190,8 @@ def reference_hints(rgb: np.ndarray) -> Hints:
     scale = 65535 if rgb.dtype == np.uint16 else 255
     lab = rgb_to_lab(np.asarray(rgb[..., :3], np.float32).transpose(2, 0, 1) / scale)
     chroma = float(np.sqrt((lab[1:] ** 2).sum(0)).mean())
-    return Hints(histogram=ab_histogram(lab[1:], HINT_STEP), saturation=chroma)
+    return Hints(histogram=ab_histogram(lab[1:], HINT_STEP), saturation=chroma,
+                 colourfulness=colorfulness(np.asarray(rgb[..., :3], np.float64) * (255 / scale)))
 
 
 def hint_inputs(hints_per_image: list[Hints], sizes: list[tuple[int, int]], shape: tuple[int, int],
@@ -191,6 +203,7 @@ def hint_inputs(hints_per_image: list[Hints], sizes: list[tuple[int, int]], shap
     mask = np.zeros((n, 1, h, w), np.float32)
     hist = np.zeros((n, bins), np.float32)
     saturation = np.zeros((n, 1), np.float32)
+    colourful = np.zeros(n, np.float32)
     for i, (hints, (height, width)) in enumerate(zip(hints_per_image, sizes)):
         for p in hints.points:
             row, col = min(h - 1, p.y * h // height), min(w - 1, p.x * w // width)
@@ -199,7 +212,9 @@ def hint_inputs(hints_per_image: list[Hints], sizes: list[tuple[int, int]], shap
         if hints.histogram is not None:
             hist[i] = hints.histogram
             saturation[i] = hints.saturation / AB_SCALE
-    return {"hint_ab": hint_ab, "hint_mask": mask, "hint_hist": hist, "hint_saturation": saturation}
+            colourful[i] = hints.colourfulness
+    return {"hint_ab": hint_ab, "hint_mask": mask, "hint_hist": hist, "hint_saturation": saturation,
+            REFERENCE_COLOURFULNESS: colourful}
 
 
 def simulated_points(truth_rgb: np.ndarray, count: int, seed: int) -> list[PointHint]:
@@ -215,21 +230,64 @@ def simulated_points(truth_rgb: np.ndarray, count: int, seed: int) -> list[Point
     return points
 
 
-PIN_SIGMA = 1.0  # working pixels: how far around a point hint its colour is held (the network spreads it further)
+SPREAD_SIGMA = 24.0  # working pixels: how far a point hint's colour spreads (chosen on bsds500/val: docs/hints.md)
+SPREAD_SIGMA_L = 8.0  # L units: the spread fades across an edge (a change of lightness) this steep
+PIN_SIGMA = 1.0  # working pixels: around the point itself the hint's colour is held exactly
 
 
-def pin_points(ab: np.ndarray, hint_ab: np.ndarray, hint_mask: np.ndarray, sigma: float = PIN_SIGMA) -> np.ndarray:
-    """The predicted chroma ``ab`` (N, 2, h, w, Lab units) held to each point hint where it is placed:
-    blended towards the hint's a/b with weight exp(-d² / 2σ²) around it (1 at the point itself), so that
-    the output keeps the colour the user gave there, whatever the network made of it further away."""
-    out = np.array(ab, np.float32, copy=True)
+def _hint_weights(lum: np.ndarray | None, n: int, y: int, x: int, shape: tuple[int, int], sigma: float,
+                  sigma_l: float) -> tuple[tuple[slice, slice], np.ndarray]:
+    """The window around (y, x) and the weights of the point there: exp(-d² / 2σ²) exp(-ΔL² / 2σ_L²)."""
+    h, w = shape
     radius = max(1, int(np.ceil(3 * sigma)))
-    offsets = np.arange(-radius, radius + 1)
-    weight = np.exp(-(offsets[:, None] ** 2 + offsets[None, :] ** 2) / (2 * sigma**2)).astype(np.float32)
-    h, w = out.shape[-2:]
-    for n, y, x in zip(*np.nonzero(hint_mask[:, 0])):
-        y0, y1, x0, x1 = max(0, y - radius), min(h, y + radius + 1), max(0, x - radius), min(w, x + radius + 1)
-        wk = weight[y0 - y + radius:y1 - y + radius, x0 - x + radius:x1 - x + radius]
-        target = hint_ab[n, :, y, x, None, None] * AB_SCALE
-        out[n, :, y0:y1, x0:x1] += (target - out[n, :, y0:y1, x0:x1]) * wk
+    y0, y1, x0, x1 = max(0, y - radius), min(h, y + radius + 1), max(0, x - radius), min(w, x + radius + 1)
+    dy, dx = np.arange(y0, y1)[:, None] - y, np.arange(x0, x1)[None, :] - x
+    weight = np.exp(-(dy**2 + dx**2) / (2 * sigma**2)).astype(np.float32)
+    if lum is not None:
+        weight = weight * np.exp(-((lum[n, y0:y1, x0:x1] - lum[n, y, x]) ** 2) / (2 * sigma_l**2))
+    return (slice(y0, y1), slice(x0, x1)), weight
+
+
+def spread_points(ab: np.ndarray, hint_ab: np.ndarray, hint_mask: np.ndarray, lum: np.ndarray | None = None,
+                  sigma: float = SPREAD_SIGMA, sigma_l: float = SPREAD_SIGMA_L) -> np.ndarray:
+    """The predicted chroma ``ab`` (N, 2, h, w, Lab units) moved towards the point hints around them,
+    along the photo's own edges (Levin et al. 2004's idea, in one edge-aware pass): each point pulls
+    with weight exp(-d² / 2σ²) exp(-ΔL² / 2σ_L²) (``lum``: the working L, (N, h, w)), several points by
+    the share of their weights; then each point's own pixel is held to its colour (``PIN_SIGMA``), so
+    that the output keeps the colour the user gave there whatever the network and the other points make
+    of it."""
+    out = np.array(ab, np.float32, copy=True)
+    points = list(zip(*np.nonzero(hint_mask[:, 0])))
+    for n in sorted({int(p[0]) for p in points}):
+        pull = np.zeros_like(out[n])
+        total = np.zeros(out.shape[-2:], np.float32)
+        for _, y, x in (p for p in points if p[0] == n):
+            window, weight = _hint_weights(lum, n, y, x, out.shape[-2:], sigma, sigma_l)
+            pull[(slice(None), *window)] += weight * (hint_ab[n, :, y, x, None, None] * AB_SCALE - out[n][(slice(None), *window)])
+            total[window] += weight
+        out[n] += pull / np.maximum(total, 1.0)
+        for _, y, x in (p for p in points if p[0] == n):
+            window, weight = _hint_weights(None, n, y, x, out.shape[-2:], PIN_SIGMA, sigma_l)
+            target = hint_ab[n, :, y, x, None, None] * AB_SCALE
+            out[n][(slice(None), *window)] += (target - out[n][(slice(None), *window)]) * weight
+    return out
+
+
+def match_colourfulness(ab: np.ndarray, lum: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Each image's chroma ``ab`` (N, 2, h, w, Lab units) scaled, hue kept and within the sRGB gamut at
+    lightness ``lum`` (N, h, w), so that the picture is as colourful (Hasler-Süsstrunk, the CF of
+    EVAL.md) as its reference, ``target`` (N,; 0: no reference, left alone), by at most 3x either way:
+    the network sees the reference's colours, and the reference says how colourful the result is."""
+    out = np.array(ab, np.float32, copy=True)
+    for i, want in enumerate(np.asarray(target, np.float32).reshape(-1)):
+        if want <= 0 or not np.any(out[i]):
+            continue
+        low, high = 1 / 3, 3.0
+        for _ in range(12):  # colourfulness grows with the scale: bisect on it
+            mid = (low * high) ** 0.5
+            if colorfulness(lab_to_pixels(lum[i], out[i] * np.float32(mid), 255)) < want:
+                low = mid
+            else:
+                high = mid
+        out[i] = saturate(out[i], lum[i], (low * high) ** 0.5)
     return out

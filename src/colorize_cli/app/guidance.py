@@ -63,7 +63,8 @@ def plan_hints(jobs: list[Job], hint: list[str], hints_file: str | Path | None,
             raise OptionError(f"{job.source}: a {{reference}} file of TIME=PHOTO lines is for films; give "
                               "photos a colour photo")
         source = entry if entry.histogram is not None else global_hint
-        hints = Hints(mine, source.histogram, source.saturation, source.schedule)
+        hints = Hints(mine, histogram=source.histogram, saturation=source.saturation,
+                      colourfulness=source.colourfulness, schedule=source.schedule)
         if mine:
             try:
                 height, width = read_image(job.source).size

@@ -17,13 +17,19 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from colorize_cli.color import denormalize_ab, lab_to_pixels, normalize_l, pixels_to_l
+from colorize_cli.color import (
+    denormalize_ab,
+    denormalize_l,
+    lab_to_pixels,
+    normalize_l,
+    pixels_to_l,
+)
 from colorize_cli.engine.backends import OnnxEngine
 from colorize_cli.engine.device import onnx_providers, parse_device
 from colorize_cli.engine.hub import bundled_onnx, resolve
 from colorize_cli.engine.weights import DEFAULT_MODEL
 from colorize_cli.errors import OptionError, missing_torch
-from colorize_cli.hints import pin_points
+from colorize_cli.hints import REFERENCE_COLOURFULNESS, match_colourfulness, spread_points
 from colorize_cli.io.images import Photo, photo_from_pil
 from colorize_cli.preprocess import equalize_histogram
 from colorize_cli.resample import bilinear_weights
@@ -151,9 +157,14 @@ class Colorizer:
             raise ValueError(f"{self.config['arch']} has no latent code to sample; use a model such as vae")
         if hints and not self.hint_bins:
             raise ValueError(f"{self.config['arch']} takes no colour hints; use a model such as efflite-unet-hints")
-        ab = denormalize_ab(self.engine(l_norm, z=z, **(hints or {})))
+        hints = dict(hints or {})
+        colourful = hints.pop(REFERENCE_COLOURFULNESS, None)
+        ab = denormalize_ab(self.engine(l_norm, z=z, **hints))
+        if colourful is not None and np.any(colourful):  # as colourful as the reference
+            ab = match_colourfulness(ab, denormalize_l(l_norm[:, 0]), colourful)
         if hints and hints.get("hint_mask") is not None and hints["hint_mask"].any():
-            ab = pin_points(ab, hints["hint_ab"], hints["hint_mask"])  # each point keeps the colour it was given
+            # each point keeps the colour it was given, and so does its surround up to an edge
+            ab = spread_points(ab, hints["hint_ab"], hints["hint_mask"], denormalize_l(l_norm[:, 0]))
         return ab
 
     @property

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from skimage.color import deltaE_ciede2000, rgb2lab
 
+from colorize_cli.color import colorfulness
+
 AUC_THRESHOLDS = np.arange(0, 151)
 GRAYISH_CF = 10.0
 
@@ -16,14 +18,6 @@ GRAYISH_CF = 10.0
 def psnr(output: np.ndarray, truth: np.ndarray) -> float:
     mse = np.mean((output.astype(np.float64) - truth.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
-
-
-def colorfulness(rgb: np.ndarray) -> float:
-    """Hasler & Süsstrunk colourfulness on 0-255 RGB."""
-    x = rgb.astype(np.float64)
-    rg = np.abs(x[..., 0] - x[..., 1])
-    yb = np.abs(0.5 * (x[..., 0] + x[..., 1]) - x[..., 2])
-    return float(np.sqrt(rg.std() ** 2 + yb.std() ** 2) + 0.3 * np.sqrt(rg.mean() ** 2 + yb.mean() ** 2))
 
 
 def auc(lab_out: np.ndarray, lab_truth: np.ndarray) -> float:
