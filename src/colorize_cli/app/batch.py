@@ -25,7 +25,7 @@ from colorize_cli.app.guidance import plan_hints, wants_hints
 from colorize_cli.app.plan import Job, plan_jobs
 from colorize_cli.color import denormalize_l, saturate
 from colorize_cli.engine.colorizer import Colorizer
-from colorize_cli.engine.weights import DEFAULT_MODEL, HINT_MODEL
+from colorize_cli.engine.weights import HINT_MODEL
 from colorize_cli.errors import OptionError, error_text
 from colorize_cli.hints import Hints, hint_inputs
 from colorize_cli.io.atomic import remove_stale_parts
@@ -172,11 +172,10 @@ def colorize_batch(inputs: list, reporter: Reporter | None = None, **options) ->
     hinted = wants_hints(opts.hint, opts.hints_file, opts.reference)
     try:
         hints_for = plan_hints(plan.jobs, opts.hint, opts.hints_file, opts.reference) if hinted else None
-        model = HINT_MODEL if hinted and opts.model in ("default", DEFAULT_MODEL) else opts.model
+        model = HINT_MODEL if hinted and opts.model == "default" else opts.model  # a model not named: the hint model
         colorizer = Colorizer(model, device=opts.device, size=opts.size, half=opts.half, backend=opts.backend)
         if hinted and not colorizer.hint_bins:
-            raise OptionError(f"{{model}} {opts.model}: takes no colour hints; use {{model}} {HINT_MODEL}, or "
-                              "leave {model} out")
+            raise OptionError(f"{{model}} {opts.model}: takes no colour hints; use {{model}} {HINT_MODEL}")
         latents = None
         if opts.samples > 1 or opts.seed is not None:
             latents = colorizer.sample_latents(opts.samples, 0 if opts.seed is None else opts.seed)
