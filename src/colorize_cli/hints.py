@@ -32,10 +32,9 @@ from colorize_cli.color import (
 from colorize_cli.errors import OptionError, error_line
 from colorize_cli.io.images import read_image
 
-HINT_STEP = 10.0
+HINT_STEP = 10.0  # the a/b grid of the global hint's distribution (ab_bins): the model's, training's and ours
 # beside the network's inputs, what the pipeline itself does with a reference: its colourfulness
 REFERENCE_COLOURFULNESS = "reference_colourfulness"
-EVAL_PATCH = 1  # simulated evaluation hints are single pixels, as a user's clicks are
 _HINT = re.compile(r"^\s*(\d+)\s*,\s*(\d+)\s*=\s*(.+?)\s*$")
 
 

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from colorize_cli.color import AB_SCALE, ab_bins
+from colorize_cli.hints import HINT_STEP
 from colorize_cli.models.encoders import colorizer_trunk, load_pretrained_trunk
 from colorize_cli.models.registry import Recipe, register_model
 
@@ -54,7 +55,6 @@ class _UpBlock(nn.Module):
         return self.convs(torch.cat([x, skip], dim=1))
 
 
-HINT_STEP = 10.0  # the a/b grid of the global hint's distribution (ab_bins)
 LOCAL_CHANNELS = 3  # a, b (normalised, the mean of the hints in a cell) and the mask (any hint in the cell)
 
 

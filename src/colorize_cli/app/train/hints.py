@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import torch
 
-from colorize_cli.color import AB_SCALE, ab_bin_table
+from colorize_cli.color import AB_SCALE, ab_bin_table, ab_bins
+from colorize_cli.hints import HINT_STEP
 
 P_NO_POINTS = 0.1
 P_GEOMETRIC = 1 / 8
 MAX_PATCH = 9
 P_GLOBAL = 0.5
-HINT_STEP = 10.0
 
 
 def histogram(ab_norm: torch.Tensor, step: float = HINT_STEP) -> torch.Tensor:
@@ -41,7 +41,7 @@ def simulate_hints(ab: torch.Tensor, rng: torch.Generator) -> tuple[torch.Tensor
     hint_saturation), as the hint model's ``forward`` takes them after L."""
     n, _, h, w = ab.shape
     hint_ab, mask = torch.zeros_like(ab), torch.zeros(n, 1, h, w, device=ab.device, dtype=ab.dtype)
-    q = histogram(ab[:1, :, :1, :1]).shape[1]
+    q = len(ab_bins(HINT_STEP))
     hist, saturation = torch.zeros(n, q, device=ab.device), torch.zeros(n, 1, device=ab.device)
 
     def uniform() -> float:
